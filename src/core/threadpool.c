@@ -1,0 +1,177 @@
+/* A persistent pool of worker threads for data-parallel kernels. The
+ * calling thread works too. Nested calls, and calls made while another
+ * thread is using the pool, run inline: correctness never depends on the
+ * pool, only speed does. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct {
+    pthread_mutex_t lock;     /* guards the fields below              */
+    pthread_cond_t work_cv;   /* workers wait for a new generation    */
+    pthread_cond_t done_cv;   /* the caller waits for pending == 0    */
+    pthread_mutex_t use_lock; /* one parallel region at a time        */
+    pthread_t *threads;
+    int n_workers;            /* threads besides the caller           */
+    int configured;           /* requested total threads, 0 = unset   */
+    uint64_t generation;
+    int pending;
+    int shutdown;
+    void (*fn)(void *, int64_t, int64_t);
+    void *ctx;
+    int64_t n, chunk, n_chunks;
+    atomic_llong next_chunk;
+} pool;
+
+static pool tp = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                  .work_cv = PTHREAD_COND_INITIALIZER,
+                  .done_cv = PTHREAD_COND_INITIALIZER,
+                  .use_lock = PTHREAD_MUTEX_INITIALIZER};
+static _Thread_local int in_parallel_region;
+
+static void run_chunks(void)
+{
+    for (;;) {
+        int64_t c = atomic_fetch_add(&tp.next_chunk, 1);
+        if (c >= tp.n_chunks)
+            break;
+        int64_t b = c * tp.chunk, e = b + tp.chunk < tp.n ? b + tp.chunk : tp.n;
+        tp.fn(tp.ctx, b, e);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    in_parallel_region = 1;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&tp.lock);
+    for (;;) {
+        while (!tp.shutdown && tp.generation == seen)
+            pthread_cond_wait(&tp.work_cv, &tp.lock);
+        if (tp.shutdown)
+            break;
+        seen = tp.generation;
+        pthread_mutex_unlock(&tp.lock);
+        run_chunks();
+        pthread_mutex_lock(&tp.lock);
+        if (--tp.pending == 0)
+            pthread_cond_signal(&tp.done_cv);
+    }
+    pthread_mutex_unlock(&tp.lock);
+    return NULL;
+}
+
+static int env_threads(void)
+{
+    const char *e = getenv("FERN_NUM_THREADS");
+    if (e && atoi(e) > 0)
+        return atoi(e);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int fern_num_threads(void)
+{
+    pthread_mutex_lock(&tp.lock);
+    if (!tp.configured)
+        tp.configured = env_threads();
+    int n = tp.configured;
+    pthread_mutex_unlock(&tp.lock);
+    return n;
+}
+
+static void stop_workers(void)
+{
+    pthread_mutex_lock(&tp.lock);
+    tp.shutdown = 1;
+    pthread_cond_broadcast(&tp.work_cv);
+    pthread_mutex_unlock(&tp.lock);
+    for (int i = 0; i < tp.n_workers; i++)
+        pthread_join(tp.threads[i], NULL);
+    free(tp.threads);
+    tp.threads = NULL;
+    tp.n_workers = 0;
+    tp.shutdown = 0;
+}
+
+void fern_set_num_threads(int n)
+{
+    pthread_mutex_lock(&tp.use_lock);
+    stop_workers();
+    pthread_mutex_lock(&tp.lock);
+    tp.configured = n > 0 ? n : env_threads();
+    pthread_mutex_unlock(&tp.lock);
+    pthread_mutex_unlock(&tp.use_lock);
+}
+
+/* Called with use_lock held. */
+static void ensure_workers(int want)
+{
+    if (tp.n_workers == want)
+        return;
+    stop_workers();
+    tp.threads = calloc((size_t)want, sizeof(pthread_t));
+    if (!tp.threads)
+        return;
+    for (int i = 0; i < want; i++) {
+        if (pthread_create(&tp.threads[i], NULL, worker_main, NULL) != 0)
+            break;
+        tp.n_workers++;
+    }
+}
+
+void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *ctx)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int threads = fern_num_threads();
+    if (threads <= 1 || n < 2 * grain || in_parallel_region ||
+        pthread_mutex_trylock(&tp.use_lock) != 0) {
+        fn(ctx, 0, n);
+        return;
+    }
+    ensure_workers(threads - 1);
+    if (tp.n_workers == 0) {
+        pthread_mutex_unlock(&tp.use_lock);
+        fn(ctx, 0, n);
+        return;
+    }
+    int64_t parts = n / grain;
+    int64_t max_parts = (int64_t)(tp.n_workers + 1) * 4; /* some slack for load balance */
+    if (parts > max_parts)
+        parts = max_parts;
+    pthread_mutex_lock(&tp.lock);
+    tp.fn = fn;
+    tp.ctx = ctx;
+    tp.n = n;
+    tp.chunk = (n + parts - 1) / parts;
+    tp.n_chunks = (n + tp.chunk - 1) / tp.chunk;
+    atomic_store(&tp.next_chunk, 0);
+    tp.pending = tp.n_workers;
+    tp.generation++;
+    pthread_cond_broadcast(&tp.work_cv);
+    pthread_mutex_unlock(&tp.lock);
+
+    in_parallel_region = 1;
+    run_chunks();
+    in_parallel_region = 0;
+
+    pthread_mutex_lock(&tp.lock);
+    while (tp.pending > 0)
+        pthread_cond_wait(&tp.done_cv, &tp.lock);
+    pthread_mutex_unlock(&tp.lock);
+    pthread_mutex_unlock(&tp.use_lock);
+}
+
+__attribute__((destructor)) static void pool_shutdown(void)
+{
+    pthread_mutex_lock(&tp.use_lock);
+    stop_workers();
+    pthread_mutex_unlock(&tp.use_lock);
+}
