@@ -1,10 +1,12 @@
 /* fern — an all-scenario deep-learning framework in C. The umbrella header:
  * include this one. Layers: core (tensors, memory, errors), ops (the op
- * library); graph mode, autodiff, nn, data and train layers build on them. */
+ * library), ir (graphs), runtime (modes, functions, jit, control flow). */
 #ifndef FERN_H
 #define FERN_H
 
 #include "fern/core.h"
 #include "fern/ops.h"
+#include "fern/ir.h"
+#include "fern/runtime.h"
 
 #endif

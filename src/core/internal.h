@@ -27,7 +27,9 @@ struct fern_tensor {
     int64_t offset;                 /* in elements, into storage */
     fern_storage *storage;          /* NULL for a symbolic (traced) tensor */
     /* Slots for the layers above core; core only frees them. */
-    void *sym;                          /* runtime: IR value while tracing */
+    void *sym;                          /* runtime: graph being traced     */
+    int sym_value;                      /* runtime: value id in that graph */
+    uint64_t serial;                    /* creation order (process-wide)   */
     void *autograd;                     /* autodiff: tape entry / grad info */
     void (*autograd_free)(void *autograd);
 };
@@ -40,6 +42,12 @@ fern_tensor *fern__tensor_alloc(fern_dtype dt, int ndim, const int64_t *shape, f
 /* A view of base's storage with the given geometry; not registered. */
 fern_tensor *fern__tensor_view(const fern_tensor *base, int ndim, const int64_t *shape,
                                const int64_t *strides, int64_t offset);
+/* The serial the next tensor will get (tensors created from now on have
+ * serial >= this value). */
+uint64_t fern__tensor_serial_next(void);
+/* While detached (delta +1 ... -1), new tensors are not registered in any
+ * scope: the graph executor manages its values' references itself. */
+void fern__scope_detach(int delta);
 /* Register a new tensor in the innermost scope (no-op without a scope). */
 fern_tensor *fern__scope_register(fern_tensor *t);
 

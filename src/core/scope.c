@@ -12,6 +12,9 @@ typedef struct scope {
 
 static _Thread_local scope *innermost;
 static _Thread_local int depth;
+static _Thread_local int detached;
+
+void fern__scope_detach(int delta) { detached += delta; }
 
 void fern_scope_begin(void)
 {
@@ -56,7 +59,7 @@ static int push(scope *s, fern_tensor *t)
 
 fern_tensor *fern__scope_register(fern_tensor *t)
 {
-    if (!t || !innermost)
+    if (!t || !innermost || detached)
         return t;
     if (push(innermost, t)) {
         fern_set_error(FERN_ERR_NOMEM, "scope: out of memory");

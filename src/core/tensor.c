@@ -69,6 +69,10 @@ static int check_shape(const char *who, fern_dtype dt, int ndim, const int64_t *
     return 0;
 }
 
+static atomic_uint_fast64_t next_serial = 1;
+
+uint64_t fern__tensor_serial_next(void) { return atomic_load(&next_serial); }
+
 fern_tensor *fern__tensor_header(fern_dtype dt, int ndim, const int64_t *shape)
 {
     fern_tensor *t = calloc(1, sizeof *t);
@@ -77,6 +81,7 @@ fern_tensor *fern__tensor_header(fern_dtype dt, int ndim, const int64_t *shape)
         return NULL;
     }
     atomic_init(&t->refcount, 1);
+    t->serial = atomic_fetch_add(&next_serial, 1);
     t->dtype = dt;
     t->ndim = ndim;
     if (ndim)

@@ -120,7 +120,10 @@ int fern__op_run(const fern_op_def *op, int n_in, fern_tensor *const *in, const 
                        n_out, c.n_out);
         return -1;
     }
-    if (symbolic) {
+    /* While a trace is active every op becomes a node, even on concrete
+     * inputs: a weight read inside a traced function is read at each run,
+     * never frozen at trace time. */
+    if (symbolic || hooks.trace) {
         if (!hooks.trace) {
             fern_set_error(FERN_ERR_INVALID,
                            "%s: an input is symbolic but no graph is being traced", op->name);

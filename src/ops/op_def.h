@@ -82,6 +82,10 @@ int fern__op_run(const fern_op_def *op, int n_in, fern_tensor *const *in, const 
 fern_tensor *fern__op1(const fern_op_def *op, int n_in, fern_tensor *const *in,
                        const fern_attr *attrs);
 
+/* Bind attributes given by name to schema order, defaults for the rest. */
+int fern__bind_attrs(const fern_op_def *op, int n_attrs, const char *const *names,
+                     const fern_attr *given, fern_attr *bound);
+
 /* Attribute constructors. */
 static inline fern_attr fern__attr_int(int64_t v)
 {
@@ -107,9 +111,9 @@ fern_attr fern__attr_ints(const int64_t *v, int n);
 fern_attr fern__attr_ints_i(const int *v, int n);
 fern_attr fern__attr_floats(const double *v, int n);
 
-/* Hooks installed by the runtime layer (per thread). trace is called when
- * any input is symbolic and must fill c->out (symbolic outputs); record is
- * called after an eager kernel ran (the autodiff tape). */
+/* Hooks installed by the runtime layer (per thread). While trace is set,
+ * every op call goes to it (it must fill c->out with symbolic outputs);
+ * record is called after an eager kernel ran (the autodiff tape). */
 typedef struct {
     int (*trace)(fern_op_call *c, void *ud);
     void (*record)(const fern_op_call *c, void *ud);

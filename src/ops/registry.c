@@ -115,7 +115,7 @@ char *fern_op_describe(const fern_op_def *op, char *buf, size_t n)
 }
 
 /* Fill the schema-ordered attrs from named ones, with defaults. */
-static int bind_attrs(const fern_op_def *op, int n_attrs, const char *const *names,
+int fern__bind_attrs(const fern_op_def *op, int n_attrs, const char *const *names,
                       const fern_attr *given, fern_attr *bound)
 {
     for (int i = 0; i < op->n_attrs; i++) {
@@ -171,7 +171,7 @@ fern_status fern_op_invoke(const char *name, int n_in, fern_tensor *const *in, i
         fern_set_error(FERN_ERR_INTERNAL, "%s: too many attributes", op->name);
         return FERN_ERR_INTERNAL;
     }
-    if (bind_attrs(op, n_attrs, attr_names, attrs, bound))
+    if (fern__bind_attrs(op, n_attrs, attr_names, attrs, bound))
         return fern_last_status();
     if (op->flags & FERN_OPF_RANDOM) {
         /* By-name calls of random ops draw from the thread's generator

@@ -1,0 +1,2 @@
+#include "passes.h"
+int fern__pass_cse(fern_graph *g) { (void)g; return 0; }
