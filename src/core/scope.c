@@ -12,9 +12,24 @@ typedef struct scope {
 
 static _Thread_local scope *innermost;
 static _Thread_local int depth;
-static _Thread_local int detached;
+/* Detaching applies to the scope level it was requested at: scopes opened
+ * later (say, by a user function the executor calls) register normally. */
+static _Thread_local int detach_at[64];
+static _Thread_local int n_detach, n_detach_overflow;
 
-void fern__scope_detach(int delta) { detached += delta; }
+void fern__scope_detach(int delta)
+{
+    if (delta > 0) {
+        if (n_detach < 64)
+            detach_at[n_detach++] = depth;
+        else
+            n_detach_overflow++; /* deeper levels behave like the 64th */
+    } else if (n_detach_overflow > 0) {
+        n_detach_overflow--;
+    } else if (n_detach > 0) {
+        n_detach--;
+    }
+}
 
 void fern_scope_begin(void)
 {
@@ -59,7 +74,7 @@ static int push(scope *s, fern_tensor *t)
 
 fern_tensor *fern__scope_register(fern_tensor *t)
 {
-    if (!t || !innermost || detached)
+    if (!t || !innermost || (n_detach && detach_at[n_detach - 1] == depth))
         return t;
     if (push(innermost, t)) {
         fern_set_error(FERN_ERR_NOMEM, "scope: out of memory");

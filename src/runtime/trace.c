@@ -95,6 +95,11 @@ static int trace_op(fern_op_call *call, void *ud)
 {
     (void)ud;
     fern_graph *g = cur->g;
+    /* A random op's public function took a draw from the generator; the
+     * traced node draws at each run instead, so give the trace's draw back:
+     * graph mode then consumes the same draws as pynative mode. */
+    if (call->op->flags & FERN_OPF_RANDOM)
+        fern_rng_set_offset(fern_rng_offset() - 1);
     int ins[FERN_MAX_INPUTS];
     for (int i = 0; i < call->n_in; i++) {
         ins[i] = call->in[i] ? fern__trace_value_of(call->in[i]) : -1;
