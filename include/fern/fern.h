@@ -8,5 +8,6 @@
 #include "fern/ops.h"
 #include "fern/ir.h"
 #include "fern/runtime.h"
+#include "fern/autodiff.h"
 
 #endif

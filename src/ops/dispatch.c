@@ -129,8 +129,10 @@ int fern__op_run(const fern_op_def *op, int n_in, fern_tensor *const *in, const 
                            "%s: an input is symbolic but no graph is being traced", op->name);
             return -1;
         }
-        if (hooks.trace(&c, hooks.ud))
+        if (hooks.trace(&c, hooks.trace_ud))
             return -1;
+        if (hooks.record)
+            hooks.record(&c, hooks.record_ud);
         for (int k = 0; k < n_out; k++)
             out[k] = fern__scope_register(c.out[k]);
         return 0;
@@ -222,7 +224,7 @@ int fern__op_run(const fern_op_def *op, int n_in, fern_tensor *const *in, const 
         return -1;
     }
     if (hooks.record)
-        hooks.record(&c, hooks.ud);
+        hooks.record(&c, hooks.record_ud);
     for (int k = 0; k < n_out; k++)
         out[k] = fern__scope_register(c.out[k]);
     return 0;

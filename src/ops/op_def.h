@@ -36,11 +36,27 @@ typedef struct fern_op_call {
 typedef int (*fern_infer_fn)(fern_op_call *c);  /* 0, or -1 with error set */
 typedef int (*fern_kernel_fn)(fern_op_call *c); /* 0, or -1 with error set */
 
-/* Gradient rule (filled by the autodiff layer): given the call (inputs,
- * attrs, outputs) and the cotangents of the outputs, write the cotangent
- * of each input to grads_in (NULL where none). Written with public ops. */
+/* Gradient rule (the VJP of an op). Given the forward call c (c->in,
+ * c->attrs, c->out: concrete tensors in eager mode, symbolic ones while
+ * tracing) and the cotangents of the outputs grads_out[k] (NULL means zero),
+ * write the cotangent of each input to grads_in[i] (leave NULL for none:
+ * integer inputs, attributes-like inputs, zero gradients). Rules are
+ * written ONLY with public fern ops (so they trace, and are themselves
+ * differentiable for higher-order gradients); results are ordinary new
+ * tensors (the engine runs each rule inside a scope and keeps what it
+ * needs). A cotangent must have exactly its input's shape and dtype: use
+ * fern__sum_to to undo broadcasting. Return 0, or -1 with an error set. */
 typedef int (*fern_grad_fn)(const fern_op_call *c, fern_tensor *const *grads_out,
                             fern_tensor **grads_in);
+
+/* A new view of x through the "identity" op (so tapes see it as derived
+ * from x); used by autodiff to watch inputs. */
+fern_tensor *fern__identity(fern_tensor *x);
+fern_tensor *fern_stop_gradient(fern_tensor *x);
+
+/* Sum g over the dimensions that broadcasting added or expanded so that it
+ * has `like`'s shape (and cast to like's dtype if needed). */
+fern_tensor *fern__sum_to(fern_tensor *g, const fern_tensor *like);
 
 enum {
     FERN_OPF_HALF_VIA_F32 = 1 << 0,  /* f16/bf16 computed by casting to f32         */
@@ -111,13 +127,20 @@ fern_attr fern__attr_ints(const int64_t *v, int n);
 fern_attr fern__attr_ints_i(const int *v, int n);
 fern_attr fern__attr_floats(const double *v, int n);
 
-/* Hooks installed by the runtime layer (per thread). While trace is set,
- * every op call goes to it (it must fill c->out with symbolic outputs);
- * record is called after an eager kernel ran (the autodiff tape). */
+/* Hooks installed by the layers above (per thread).
+ * - trace: while set, every op call goes to it; it must fill c->out with
+ *   symbolic outputs (the runtime's tracer).
+ * - record: called after every op call, eager or traced, with the inputs
+ *   and outputs filled (the autodiff tape).
+ * - record_node: called by the runtime after it emits a structured node
+ *   (cond/while/scan) while tracing, so a tape can differentiate it. */
+typedef struct fern_struct_call fern_struct_call;
 typedef struct {
     int (*trace)(fern_op_call *c, void *ud);
+    void *trace_ud;
     void (*record)(const fern_op_call *c, void *ud);
-    void *ud;
+    void *record_ud;
+    void (*record_node)(const fern_struct_call *s, void *ud);
 } fern_dispatch_hooks;
 /* Returns the previous hooks. */
 fern_dispatch_hooks fern__set_dispatch_hooks(fern_dispatch_hooks h);
@@ -161,5 +184,6 @@ extern const fern_op_def *const fern_ops_loss[];
 extern const fern_op_def *const fern_ops_view[];
 extern const fern_op_def *const fern_ops_index[];
 extern const fern_op_def *const fern_ops_sort[];
+extern const fern_op_def *const fern_ops_fused[];
 
 #endif

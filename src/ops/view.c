@@ -110,10 +110,17 @@ static int reshape_kernel(fern_op_call *c)
     return c->out[0] ? 0 : -1;
 }
 
+static int reshape_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = fern_reshape(g[0], c->in[0]->ndim, c->in[0]->shape);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_reshape = {
     .name = "reshape", .n_inputs = 1, .n_outputs = 1, .attrs = reshape_attrs, .n_attrs = 1,
     .infer = reshape_infer, .kernel = {[FERN_CPU] = reshape_kernel}, .dtypes = FERN_DT_ALL,
-    .flags = FERN_OPF_VIEW, .doc = "view with a new shape (copies only if strides forbid a view)"};
+    .flags = FERN_OPF_VIEW, .doc = "view with a new shape (copies only if strides forbid a view)",
+    .grad = reshape_grad};
 
 fern_tensor *fern_reshape(fern_tensor *x, int ndim, const int64_t *shape)
 {
@@ -238,10 +245,21 @@ static int permute_kernel(fern_op_call *c)
     return c->out[0] ? 0 : -1;
 }
 
+static int permute_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    int nd = c->in[0]->ndim, inv[FERN_MAX_DIMS];
+    for (int d = 0; d < nd; d++) {
+        int64_t a = c->attrs[0].ints[d];
+        inv[a < 0 ? a + nd : a] = d;
+    }
+    gi[0] = fern_permute(g[0], inv);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_permute = {
     .name = "permute", .n_inputs = 1, .n_outputs = 1, .attrs = permute_attrs, .n_attrs = 1,
     .infer = permute_infer, .kernel = {[FERN_CPU] = permute_kernel}, .dtypes = FERN_DT_ALL,
-    .flags = FERN_OPF_VIEW, .doc = "reorder axes (a view)"};
+    .flags = FERN_OPF_VIEW, .doc = "reorder axes (a view)", .grad = permute_grad};
 
 fern_tensor *fern_permute(fern_tensor *x, const int *perm)
 {
@@ -327,10 +345,52 @@ static int slice_kernel(fern_op_call *c)
     return c->out[0] ? 0 : -1;
 }
 
+/* Zero-pad one axis: `before` zeros in front, `after` behind. */
+static fern_tensor *pad_axis(fern_tensor *x, int axis, int64_t before, int64_t after)
+{
+    if (before == 0 && after == 0)
+        return x;
+    int64_t pads[2 * FERN_MAX_DIMS] = {0};
+    int n = 2 * (x->ndim - axis);
+    pads[n - 2] = before;
+    pads[n - 1] = after;
+    return fern_pad(x, pads, n, FERN_PAD_CONSTANT, 0.0);
+}
+
+/* The gradient scatters g back to the sliced positions, with ops only:
+ * interleave step-1 zeros after each element, shift by start, fit to n. */
+static int slice_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    const fern_tensor *x = c->in[0];
+    int axis = (int)(c->attrs[0].i < 0 ? c->attrs[0].i + x->ndim : c->attrs[0].i);
+    int64_t step = c->attrs[3].i, s, len, n = x->shape[axis];
+    slice_bounds(n, c->attrs[1].i, c->attrs[2].i, &s, &len, step);
+    fern_tensor *t = g[0];
+    if (len == 0) {
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    if (step > 1) {
+        t = pad_axis(fern_unsqueeze(t, axis + 1), axis + 1, 0, step - 1);
+        int64_t shape[FERN_MAX_DIMS];
+        for (int d = 0; d < x->ndim; d++)
+            shape[d] = g[0]->shape[d];
+        shape[axis] = len * step;
+        t = fern_reshape(t, x->ndim, shape);
+    }
+    int64_t end = s + (step > 1 ? len * step : len);
+    t = pad_axis(t, axis, s, end < n ? n - end : 0);
+    if (t && end > n)
+        t = fern_slice(t, axis, 0, n, 1);
+    gi[0] = t;
+    return t ? 0 : -1;
+}
+
 static const fern_op_def op_slice = {
     .name = "slice", .n_inputs = 1, .n_outputs = 1, .attrs = slice_attrs, .n_attrs = 4,
     .infer = slice_infer, .kernel = {[FERN_CPU] = slice_kernel}, .dtypes = FERN_DT_ALL,
-    .flags = FERN_OPF_VIEW, .doc = "python slicing start:stop:step on one axis (a view)"};
+    .flags = FERN_OPF_VIEW, .doc = "python slicing start:stop:step on one axis (a view)",
+    .grad = slice_grad};
 
 fern_tensor *fern_slice(fern_tensor *x, int axis, int64_t start, int64_t stop, int64_t step)
 {
@@ -430,10 +490,17 @@ static int expand_kernel(fern_op_call *c)
     return c->out[0] ? 0 : -1;
 }
 
+static int expand_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = fern__sum_to(g[0], c->in[0]);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_expand = {
     .name = "expand", .n_inputs = 1, .n_outputs = 1, .attrs = expand_attrs, .n_attrs = 1,
     .infer = expand_infer, .kernel = {[FERN_CPU] = expand_kernel}, .dtypes = FERN_DT_ALL,
-    .flags = FERN_OPF_VIEW, .doc = "broadcast to a larger shape with zero strides (a view)"};
+    .flags = FERN_OPF_VIEW, .doc = "broadcast to a larger shape with zero strides (a view)",
+    .grad = expand_grad};
 
 fern_tensor *fern_expand(fern_tensor *x, int ndim, const int64_t *shape)
 {
@@ -450,6 +517,13 @@ fern_tensor *fern_expand(fern_tensor *x, int ndim, const int64_t *shape)
 static int same_infer(fern_op_call *c)
 {
     fern__set_out(c, 0, c->in[0]->dtype, c->in[0]->ndim, c->in[0]->shape);
+    return 0;
+}
+
+static int identity_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    (void)c;
+    gi[0] = g[0];
     return 0;
 }
 
@@ -470,7 +544,7 @@ static int contiguous_kernel(fern_op_call *c)
 static const fern_op_def op_contiguous = {
     .name = "contiguous", .n_inputs = 1, .n_outputs = 1, .infer = same_infer,
     .kernel = {[FERN_CPU] = contiguous_kernel}, .dtypes = FERN_DT_ALL, .flags = FERN_OPF_VIEW,
-    .doc = "row-major copy unless already contiguous"};
+    .doc = "row-major copy unless already contiguous", .grad = identity_grad};
 
 static int copy_kernel(fern_op_call *c)
 {
@@ -481,10 +555,45 @@ static int copy_kernel(fern_op_call *c)
 static const fern_op_def op_copy = {
     .name = "copy", .n_inputs = 1, .n_outputs = 1, .infer = same_infer,
     .kernel = {[FERN_CPU] = copy_kernel}, .dtypes = FERN_DT_ALL,
-    .doc = "contiguous copy that never shares storage"};
+    .doc = "contiguous copy that never shares storage", .grad = identity_grad};
 
 fern_tensor *fern_contiguous(fern_tensor *x) { return fern__op1(&op_contiguous, 1, &x, NULL); }
 fern_tensor *fern_clone(fern_tensor *x) { return fern__op1(&op_copy, 1, &x, NULL); }
 
-const fern_op_def *const fern_ops_view[] = {&op_reshape, &op_permute,    &op_slice,
-                                            &op_expand,  &op_contiguous, &op_copy, NULL};
+/* ---- identity and stop_gradient ------------------------------------------ */
+
+static int alias_kernel(fern_op_call *c)
+{
+    const fern_tensor *x = c->in[0];
+    c->out[0] = fern__tensor_view(x, x->ndim, x->shape, x->strides, x->offset);
+    return c->out[0] ? 0 : -1;
+}
+
+
+static int stop_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    (void)c;
+    (void)g;
+    gi[0] = NULL;
+    return 0;
+}
+
+/* identity: a new view of x; the vjp core uses it so that the inputs it
+ * watches are connected to whatever an outer tape tracks (higher order). */
+static const fern_op_def op_identity = {
+    .name = "identity", .n_inputs = 1, .n_outputs = 1, .infer = same_infer,
+    .kernel = {[FERN_CPU] = alias_kernel}, .dtypes = FERN_DT_ALL, .flags = FERN_OPF_VIEW,
+    .doc = "a new view of x (value identity)", .grad = identity_grad};
+
+static const fern_op_def op_stop_gradient = {
+    .name = "stop_gradient", .n_inputs = 1, .n_outputs = 1, .infer = same_infer,
+    .kernel = {[FERN_CPU] = alias_kernel}, .dtypes = FERN_DT_ALL, .flags = FERN_OPF_VIEW,
+    .doc = "identity whose gradient is zero", .grad = stop_grad};
+
+fern_tensor *fern_stop_gradient(fern_tensor *x) { return fern__op1(&op_stop_gradient, 1, &x, NULL); }
+fern_tensor *fern__identity(fern_tensor *x) { return fern__op1(&op_identity, 1, &x, NULL); }
+
+
+const fern_op_def *const fern_ops_view[] = {&op_reshape, &op_permute,  &op_slice,
+                                            &op_expand,  &op_contiguous, &op_copy,
+                                            &op_identity, &op_stop_gradient, NULL};

@@ -13,7 +13,9 @@
 
 static int same_value(const fern_tensor *a, const fern_tensor *b)
 {
-    return a->sym == b->sym && a->sym_value == b->sym_value;
+    if (a == b)
+        return 1;
+    return !a->storage && !b->storage && a->sym == b->sym && a->sym_value == b->sym_value;
 }
 
 /* Union of lifted lists (outer symbolic tensors, borrowed). */
@@ -143,15 +145,39 @@ static int operands(fern_tensor *const *ts, int n, int *vals)
     return 0;
 }
 
-static fern_status outputs_from(const int *outv, int n, fern_tensor **out)
+/* Make symbolic tensors for all n_all outputs of the node just emitted,
+ * let a tape record the node, and hand the user the ones listed in `user`. */
+static fern_status finish_node(fern_node_kind kind, fern_graph *s0, fern_graph *s1, int n_carry,
+                               int n_ops, fern_tensor *const *ops, const int *outv, int n_all,
+                               const int *user, int n_user, fern_tensor **out)
 {
-    for (int k = 0; k < n; k++) {
-        out[k] = fern__scope_register(fern__trace_symbolic(outv[k]));
-        if (!out[k])
-            return FERN_ERR_NOMEM;
+    fern_tensor *all[MAXV * 2] = {0};
+    fern_status st = FERN_OK;
+    for (int k = 0; k < n_all && st == FERN_OK; k++) {
+        all[k] = fern__trace_symbolic(outv[k]);
+        if (!all[k])
+            st = FERN_ERR_NOMEM;
     }
-    return FERN_OK;
+    fern_dispatch_hooks h = fern__get_dispatch_hooks();
+    if (st == FERN_OK && h.record_node) {
+        fern_struct_call sc = {kind, {s0, s1}, n_carry, n_ops, ops, n_all, all};
+        h.record_node(&sc, h.record_ud);
+    }
+    for (int k = 0; k < n_user && st == FERN_OK; k++)
+        out[k] = fern__scope_register(fern_retain(all[user[k]]));
+    for (int k = 0; k < n_all; k++)
+        fern_release(all[k]);
+    return st;
 }
+
+static const int identity_index[MAXV * 2] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+    22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43,
+    44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65,
+    66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87,
+    88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107,
+    108, 109, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125,
+    126, 127};
 
 static int check_inputs(const char *who, fern_tensor *const *in, int n)
 {
@@ -213,8 +239,13 @@ fern_status fern_cond(fern_tensor *pred, fern_fn *then_fn, fern_fn *else_fn, int
         memcpy(ops + n_in, u.t, (size_t)u.n * sizeof *ops);
         int pv = fern__trace_value_of(p);
         if (pv >= 0 && !operands(ops, n_in + u.n, vals) &&
-            !fern_graph_add_cond(fern__trace_graph(), pv, g1, g2, n_in + u.n, vals, n_out, outv))
-            st = outputs_from(outv, n_out, out);
+            !fern_graph_add_cond(fern__trace_graph(), pv, g1, g2, n_in + u.n, vals, n_out, outv)) {
+            fern_tensor *all_ops[MAXV * 2 + 1];
+            all_ops[0] = p;
+            memcpy(all_ops + 1, ops, (size_t)(n_in + u.n) * sizeof *ops);
+            st = finish_node(FERN_NODE_COND, g1, g2, 0, 1 + n_in + u.n, all_ops, outv, n_out,
+                             identity_index, n_out, out);
+        }
     }
     free_lifted(l1, nl1);
     free_lifted(l2, nl2);
@@ -318,9 +349,10 @@ fern_status fern_while_loop(fern_fn *cond_fn, fern_fn *body_fn, int n_vars,
         int vals[MAXV * 2], outv[MAXV * 2];
         if (!operands(ops, n_vars + u.n, vals) &&
             !fern_graph_add_while(fern__trace_graph(), gc, gb, n_vars + u.n, vals, n_vars + u.n, outv)) {
-            fern__trace_graph()->nodes[fern__trace_graph()->n_nodes - 1].n_carry =
-                (int)(max_iters > 0 && max_iters < 0x7fffffff ? max_iters : 0);
-            st = outputs_from(outv, n_vars, out);
+            int mi = (int)(max_iters > 0 && max_iters < 0x7fffffff ? max_iters : 0);
+            fern__trace_graph()->nodes[fern__trace_graph()->n_nodes - 1].n_carry = mi;
+            st = finish_node(FERN_NODE_WHILE, gc, gb, mi, n_vars + u.n, ops, outv, n_vars + u.n,
+                             identity_index, n_vars, out);
         }
     }
     free_lifted(l1, nl1);
@@ -461,12 +493,13 @@ fern_status fern_scan(fern_fn *body_fn, int n_carry, fern_tensor *const *init, i
         int vals[MAXV * 2], outv[MAXV * 2];
         if (!operands(ops, n_ops, vals) &&
             !fern_graph_add_scan(fern__trace_graph(), gb, n_carry + u.n, n_ops, vals, nbo, outv)) {
-            int user[MAXV], nu = 0;
+            int user[MAXV * 2], nu = 0;
             for (int k = 0; k < n_carry; k++)
-                user[nu++] = outv[k];
+                user[nu++] = k;
             for (int k = n_carry + u.n; k < nbo; k++)
-                user[nu++] = outv[k];
-            st = outputs_from(user, nu, out);
+                user[nu++] = k;
+            st = finish_node(FERN_NODE_SCAN, gb, NULL, n_carry + u.n, n_ops, ops, outv, nbo, user,
+                             nu, out);
         }
     }
     free_lifted(l, nl);

@@ -35,6 +35,22 @@ static fern_fn *graph_fn(const fern_graph *g, graph_fn_ud *ud)
     return fern__fn_new_owned(graph_fn_body, ud, NULL, n_plain, g->n_outputs, g->name);
 }
 
+static void free_graph_fn_ud(void *ud) { free(ud); }
+
+fern_fn *fern__graph_fn(const fern_graph *g)
+{
+    graph_fn_ud *ud = malloc(sizeof *ud);
+    if (!ud) {
+        fern_set_error(FERN_ERR_NOMEM, "graph_fn: out of memory");
+        return NULL;
+    }
+    ud->g = g;
+    int n_plain = 0;
+    for (int i = 0; i < g->n_params; i++)
+        n_plain += !g->is_capture[i];
+    return fern__fn_new_owned(graph_fn_body, ud, free_graph_fn_ud, n_plain, g->n_outputs, g->name);
+}
+
 static int any_symbolic(fern_tensor *const *ts, int n)
 {
     for (int i = 0; i < n; i++)

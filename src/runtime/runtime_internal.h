@@ -27,6 +27,19 @@ fern_status fern__fn_run_body(fern_fn *f, int n_in, fern_tensor *const *in, int 
                               fern_tensor **out);
 void fern__fn_free_cache(fern_fn *f);
 
+/* A structured node just emitted while tracing, as the record_node hook
+ * sees it: every operand (cond: the predicate first) and every output of
+ * the node (loops include the lifted pass-through values). */
+struct fern_struct_call {
+    fern_node_kind kind;
+    fern_graph *sub[2];
+    int n_carry; /* scan: carries incl. lifted ones; while: max_iters */
+    int n_in;
+    fern_tensor *const *in;
+    int n_out;
+    fern_tensor *const *out;
+};
+
 /* ---- tracing ---------------------------------------------------------- */
 typedef struct trace_ctx trace_ctx;
 /* 1 if this thread is tracing. */
@@ -46,6 +59,8 @@ fern_tensor *fern__trace_symbolic(int v);
 fern_graph *fern__trace_graph(void);
 
 /* ---- compilation and execution ---------------------------------------- */
+/* A function value that runs graph g (its plain parameters as inputs). */
+fern_fn *fern__graph_fn(const fern_graph *g);
 /* Run the pass pipeline on the module's main graph (FERN_DUMP_IR=dir dumps
  * the IR after each pass). */
 fern_status fern__compile_module(fern_module *m, const char *fn_name);

@@ -58,12 +58,17 @@ static int grow(void **a, void **b, size_t sa, size_t sb, int n, int *cap)
 int fern__trace_value_of(fern_tensor *t)
 {
     trace_ctx *c = cur;
-    if (t->storage == NULL) {
-        if (t->sym == c->g)
-            return t->sym_value;
-        for (int i = 0; i < c->n_lifted; i++)
-            if (c->lifted[i]->sym == t->sym && c->lifted[i]->sym_value == t->sym_value)
+    /* In a nested trace (a control-flow body), values from outside become
+     * explicit operands of the node: outer symbolic values, and concrete
+     * tensors that existed before this body's trace began (so a gradient
+     * can flow to a weight used inside a branch or a loop). */
+    int lift = t->storage == NULL ? t->sym != c->g : c->parent != NULL && t->serial < c->serial_start;
+    if (lift) {
+        for (int i = 0; i < c->n_lifted; i++) {
+            const fern_tensor *l = c->lifted[i];
+            if (l == t || (!t->storage && !l->storage && l->sym == t->sym && l->sym_value == t->sym_value))
                 return c->lifted_param[i];
+        }
         if (grow((void **)&c->lifted, (void **)&c->lifted_param, sizeof(fern_tensor *), sizeof(int),
                  c->n_lifted, &c->cap_lifted))
             return -1;
@@ -74,6 +79,8 @@ int fern__trace_value_of(fern_tensor *t)
         c->lifted_param[c->n_lifted++] = v;
         return v;
     }
+    if (t->storage == NULL)
+        return t->sym_value;
     if (t->serial >= c->serial_start) {
         for (int i = 0; i < c->n_consts; i++)
             if (c->consts[i] == t)
@@ -159,7 +166,9 @@ fern_graph *fern__trace_fn(fern_module *m, const char *name, fern_fn *f, int n_i
         ok = sym[i] != NULL;
     }
     c->serial_start = fern__tensor_serial_next();
-    c->saved = fern__set_dispatch_hooks((fern_dispatch_hooks){trace_op, NULL, c});
+    /* ops inside the body are not recorded by an outer tape: the structured
+     * node that uses this graph is (see control.c) */
+    c->saved = fern__set_dispatch_hooks((fern_dispatch_hooks){.trace = trace_op, .trace_ud = c});
     fern_scope_begin(); /* owns the body's outputs */
     if (ok)
         ok = fern__fn_run_body(f, n_in, sym, n_out, outs) == FERN_OK;
