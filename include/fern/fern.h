@@ -9,5 +9,6 @@
 #include "fern/ir.h"
 #include "fern/runtime.h"
 #include "fern/autodiff.h"
+#include "fern/nn.h"
 
 #endif

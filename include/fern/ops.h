@@ -284,6 +284,14 @@ fern_status fern_sort(fern_tensor *x, int axis, int descending, fern_tensor **va
                       fern_tensor **indices);
 fern_tensor *fern_argsort(fern_tensor *x, int axis, int descending);
 
+/* ---- state ------------------------------------------------------------- */
+/* Write value's elements into target (same shape; value is cast to
+ * target's dtype) and return a new reference to target. In graph mode this
+ * is an ordered side effect of the compiled graph (how optimizers update
+ * parameters and batch norm its running statistics inside one graph). Not
+ * differentiable. */
+fern_tensor *fern_assign(fern_tensor *target, fern_tensor *value);
+
 /* ---- the registry, generically ----------------------------------------
  * Every op above is an entry of the registry. This interface calls ops by
  * name with named attributes: the graph executor, model importers and the

@@ -1,6 +1,6 @@
 /* Dead-code elimination: drop nodes none of whose outputs reach a graph
- * output. Ops are pure (random ops included: an unused draw is not needed),
- * so anything unreachable can go. */
+ * output. Ops are pure (random ops included: an unused draw is not needed)
+ * except side-effect ops (assign), which are always kept with their inputs. */
 #include <stdlib.h>
 
 #include "passes.h"
@@ -20,7 +20,7 @@ int fern__pass_dce(fern_graph *g)
     int removed = 0;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const ir_node *n = &g->nodes[i];
-        int used = 0;
+        int used = n->kind == FERN_NODE_OP && (n->op->flags & FERN_OPF_SIDE_EFFECT);
         for (int k = 0; k < n->n_out; k++)
             used |= live[n->out[k]];
         if (!used) {

@@ -65,6 +65,8 @@ enum {
     FERN_OPF_RANDOM = 1 << 3,        /* has seed/offset attrs                        */
     FERN_OPF_NONDIFF = 1 << 4,       /* not differentiable (integer/bool results)   */
     FERN_OPF_SELF_ALLOC = 1 << 5,    /* kernel allocates its outputs itself          */
+    FERN_OPF_SIDE_EFFECT = 1 << 6,   /* writes state (assign): never removed, merged,
+                                        folded or reordered by the compiler          */
 };
 
 struct fern_op_def {
@@ -185,5 +187,6 @@ extern const fern_op_def *const fern_ops_view[];
 extern const fern_op_def *const fern_ops_index[];
 extern const fern_op_def *const fern_ops_sort[];
 extern const fern_op_def *const fern_ops_fused[];
+extern const fern_op_def *const fern_ops_state[];
 
 #endif
