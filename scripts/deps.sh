@@ -3,7 +3,7 @@
 # is missing. Sourced by main.sh and test.sh; safe to run again.
 set -euo pipefail
 FERN_PACKAGES=(build-essential cmake pkg-config clang libopenblas-dev libcmocka-dev
-               zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev
+               zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libzip-dev libcjson-dev
                python3 python3-numpy python3-torch dataset-fashion-mnist)
 missing=()
 for p in "${FERN_PACKAGES[@]}"; do

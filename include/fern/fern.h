@@ -10,5 +10,6 @@
 #include "fern/runtime.h"
 #include "fern/autodiff.h"
 #include "fern/nn.h"
+#include "fern/io.h"
 
 #endif

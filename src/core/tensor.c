@@ -401,6 +401,19 @@ fern_status fern_tensor_copy_to(const fern_tensor *t, void *dst, size_t dst_byte
                        dst_bytes, fern_tensor_nbytes(t));
         return FERN_ERR_INVALID;
     }
+    size_t es = fern_dtype_size(t->dtype);
+    if ((uintptr_t)dst % es) { /* a packed file layout: go through an aligned buffer */
+        size_t nb = fern_tensor_nbytes(t);
+        void *aligned = malloc(nb ? nb : 1);
+        if (!aligned) {
+            fern_set_error(FERN_ERR_NOMEM, "tensor_copy_to: out of memory");
+            return FERN_ERR_NOMEM;
+        }
+        fern_status st = fern_tensor_copy_to(t, aligned, nb);
+        memcpy(dst, aligned, nb);
+        free(aligned);
+        return st;
+    }
     fern_tensor tmp = *t; /* describe dst as a contiguous tensor over a fake storage */
     fern_storage st = {.data = dst};
     tmp.storage = &st;
