@@ -11,5 +11,6 @@
 #include "fern/autodiff.h"
 #include "fern/nn.h"
 #include "fern/io.h"
+#include "fern/optim.h"
 
 #endif
