@@ -37,8 +37,9 @@ char *fern__shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
 
 int fern__norm_axis(const char *op, int axis, int ndim)
 {
-    int a = axis < 0 ? axis + ndim : axis;
-    if (a < 0 || a >= (ndim ? ndim : 1) || (ndim == 0 && axis != 0 && axis != -1)) {
+    int span = ndim ? ndim : 1; /* a 0-d tensor accepts axis 0 and -1, like torch */
+    int a = axis < 0 ? axis + span : axis;
+    if (a < 0 || a >= span) {
         fern_set_error(FERN_ERR_INVALID, "%s: axis %d is out of range for a %d-d tensor", op,
                        axis, ndim);
         return -1;
