@@ -1035,28 +1035,163 @@ static const fern_attr_spec var_attrs[] = {{"axes", FERN_ATTR_INTS, 0, NULL},
 
 #define DT_NUM (FERN_DT_FLOAT | FERN_DT_INT | FERN_DT(FERN_BOOL))
 
-#define RED_OP(NAME, KIND, ATTRS, DTYPES, FLAGS, DOC)                                            \
+/* ---- gradient rules ------------------------------------------------------
+ * Written with public ops (they trace and differentiate again). `unreduce`
+ * brings an output cotangent back to the input's shape. */
+
+static int reduce_mask_of(const fern_op_call *c, int *mask)
+{
+    const fern_tensor *x = c->in[0];
+    const fern_attr *axes = &c->attrs[0];
+    for (int d = 0; d < x->ndim; d++)
+        mask[d] = axes->n == 0;
+    for (int k = 0; k < axes->n; k++) {
+        int64_t a = axes->ints[k] < 0 ? axes->ints[k] + x->ndim : axes->ints[k];
+        if (a >= 0 && a < x->ndim)
+            mask[a] = 1;
+    }
+    int64_t n = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask[d])
+            n *= x->shape[d];
+    return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+/* t (the reduced shape, keepdims or not) reshaped to keepdims form and
+ * expanded to x's shape. */
+static fern_tensor *unreduce(const fern_op_call *c, fern_tensor *t)
+{
+    const fern_tensor *x = c->in[0];
+    int mask[FERN_MAX_DIMS];
+    reduce_mask_of(c, mask);
+    int64_t keep[FERN_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        keep[d] = mask[d] ? 1 : x->shape[d];
+    return fern_expand(fern_reshape(t, x->ndim, keep), x->ndim, x->shape);
+}
+
+static int64_t reduced_count(const fern_op_call *c)
+{
+    const fern_tensor *x = c->in[0];
+    int mask[FERN_MAX_DIMS];
+    reduce_mask_of(c, mask);
+    int64_t n = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (mask[d])
+            n *= x->shape[d];
+    return n;
+}
+
+static int sum_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = unreduce(c, g[0]);
+    return gi[0] ? 0 : -1;
+}
+
+static int mean_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = fern_div_scalar(unreduce(c, g[0]), (double)reduced_count(c));
+    return gi[0] ? 0 : -1;
+}
+
+/* Exact at zeros: with one zero in a slice, its gradient is the product of
+ * the others; with two or more, every gradient of the slice is zero. */
+static int prod_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    int mask[FERN_MAX_DIMS], axes[FERN_MAX_DIMS], n = 0;
+    reduce_mask_of(c, mask);
+    for (int d = 0; d < x->ndim; d++)
+        if (mask[d])
+            axes[n++] = d;
+    fern_tensor *zero = fern_scalar(x->dtype, 0), *is_zero = fern_eq(x, zero);
+    fern_tensor *nz = fern_where(is_zero, fern_ones_like(x), x);
+    fern_tensor *p_others = fern_prod(nz, axes, n, 1);
+    fern_tensor *cnt = fern_sum(fern_cast(is_zero, x->dtype), axes, n, 1);
+    fern_tensor *out_keep = unreduce(c, c->out[0]);
+    fern_tensor *at_zero = fern_where(fern_eq(cnt, fern_scalar(x->dtype, 1)), p_others, zero);
+    fern_tensor *local = fern_where(is_zero, fern_expand(at_zero, x->ndim, x->shape), fern_div(out_keep, nz));
+    gi[0] = fern_mul(unreduce(c, g[0]), local);
+    return gi[0] ? 0 : -1;
+}
+
+/* Ties share the gradient equally (like torch.amax/amin). */
+static int minmax_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    fern_tensor *hit = fern_cast(fern_eq(x, unreduce(c, c->out[0])), x->dtype);
+    int mask[FERN_MAX_DIMS], axes[FERN_MAX_DIMS], n = 0;
+    reduce_mask_of(c, mask);
+    for (int d = 0; d < x->ndim; d++)
+        if (mask[d])
+            axes[n++] = d;
+    fern_tensor *count = fern_sum(hit, axes, n, 1);
+    gi[0] = fern_mul(unreduce(c, g[0]), fern_div(hit, count));
+    return gi[0] ? 0 : -1;
+}
+
+static int lse_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    gi[0] = fern_mul(unreduce(c, g[0]), fern_exp(fern_sub(x, unreduce(c, c->out[0]))));
+    return gi[0] ? 0 : -1;
+}
+
+static fern_tensor *centered(const fern_op_call *c)
+{
+    fern_tensor *x = c->in[0];
+    int mask[FERN_MAX_DIMS], axes[FERN_MAX_DIMS], n = 0;
+    reduce_mask_of(c, mask);
+    for (int d = 0; d < x->ndim; d++)
+        if (mask[d])
+            axes[n++] = d;
+    return fern_sub(x, fern_mean(x, axes, n, 1));
+}
+
+static double dof(const fern_op_call *c)
+{
+    double d = (double)reduced_count(c) - (double)c->attrs[1].i;
+    return d > 0 ? d : 0;
+}
+
+static int var_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = fern_mul(unreduce(c, g[0]), fern_mul_scalar(centered(c), 2.0 / dof(c)));
+    return gi[0] ? 0 : -1;
+}
+
+static int std_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    /* where std is 0 (constant data) the subgradient 0 is used: torch gives
+     * nan there; 0 is the true derivative for a single element */
+    fern_tensor *s = unreduce(c, c->out[0]), *zero = fern_zeros_like(c->in[0]);
+    fern_tensor *d = fern_div(fern_div_scalar(centered(c), dof(c)), fern_where(fern_eq(s, zero), fern_ones_like(c->in[0]), s));
+    gi[0] = fern_mul(unreduce(c, g[0]), fern_where(fern_eq(s, zero), zero, d));
+    return gi[0] ? 0 : -1;
+}
+
+#define RED_OP(NAME, KIND, ATTRS, DTYPES, FLAGS, DOC, GRAD)                                            \
     static int NAME##_infer(fern_op_call *c) { return red_infer(c, KIND); }                    \
     static int NAME##_kernel(fern_op_call *c) { return red_kernel(c, KIND); }                  \
     static const fern_op_def op_##NAME = {                                                     \
         .name = #NAME, .n_inputs = 1, .n_outputs = 1, .attrs = ATTRS,                          \
         .n_attrs = (int)(sizeof ATTRS / sizeof ATTRS[0]), .infer = NAME##_infer,               \
         .kernel = {[FERN_CPU] = NAME##_kernel}, .dtypes = DTYPES, .dtype_arg = 0,              \
-        .flags = FERN_OPF_HALF_VIA_F32 | (FLAGS), .doc = DOC};
+        .flags = FERN_OPF_HALF_VIA_F32 | (FLAGS), .doc = DOC, .grad = GRAD};
 
-RED_OP(sum, R_SUM, red_attrs, DT_NUM, 0, "sum over axes (integers and bool give i64)")
-RED_OP(mean, R_MEAN, red_attrs, FERN_DT_FLOAT, 0, "mean over axes (floating point only)")
-RED_OP(prod, R_PROD, red_attrs, DT_NUM, 0, "product over axes (integers and bool give i64)")
-RED_OP(max, R_MAX, red_attrs, DT_NUM, 0, "maximum over axes (nan propagates)")
-RED_OP(min, R_MIN, red_attrs, DT_NUM, 0, "minimum over axes (nan propagates)")
+RED_OP(sum, R_SUM, red_attrs, DT_NUM, 0, "sum over axes (integers and bool give i64)", sum_grad)
+RED_OP(mean, R_MEAN, red_attrs, FERN_DT_FLOAT, 0, "mean over axes (floating point only)", mean_grad)
+RED_OP(prod, R_PROD, red_attrs, DT_NUM, 0, "product over axes (integers and bool give i64)", prod_grad)
+RED_OP(max, R_MAX, red_attrs, DT_NUM, 0, "maximum over axes (nan propagates)", minmax_grad)
+RED_OP(min, R_MIN, red_attrs, DT_NUM, 0, "minimum over axes (nan propagates)", minmax_grad)
 RED_OP(var, R_VAR, var_attrs, FERN_DT_FLOAT, 0,
-       "variance over axes, divided by max(0, N - correction)")
+       "variance over axes, divided by max(0, N - correction)", var_grad)
 RED_OP(std, R_STD, var_attrs, FERN_DT_FLOAT, 0,
-       "standard deviation over axes, sqrt of var")
+       "standard deviation over axes, sqrt of var", std_grad)
 RED_OP(logsumexp, R_LSE, red_attrs, DT_NUM, 0,
-       "log(sum(exp(x))) over axes, stabilized by the max (integers give f32)")
-RED_OP(all, R_ALL, red_attrs, DT_NUM, FERN_OPF_NONDIFF, "1 where every element is nonzero (bool)")
-RED_OP(any, R_ANY, red_attrs, DT_NUM, FERN_OPF_NONDIFF, "1 where some element is nonzero (bool)")
+       "log(sum(exp(x))) over axes, stabilized by the max (integers give f32)", lse_grad)
+RED_OP(all, R_ALL, red_attrs, DT_NUM, FERN_OPF_NONDIFF, "1 where every element is nonzero (bool)", NULL)
+RED_OP(any, R_ANY, red_attrs, DT_NUM, FERN_OPF_NONDIFF, "1 where some element is nonzero (bool)", NULL)
 
 static fern_tensor *red_call(const fern_op_def *op, fern_tensor *x, const int *axes, int n_axes,
                              int keepdims)
@@ -1356,13 +1491,52 @@ static int cum_infer(fern_op_call *c)
 static int cumsum_kernel(fern_op_call *c) { return line_run(c, cumsum_fns, 1); }
 static int cumprod_kernel(fern_op_call *c) { return line_run(c, cumprod_fns, 1); }
 
+
+static int cum_axis(const fern_op_call *c)
+{
+    int nd = c->in[0]->ndim, a = (int)c->attrs[0].i;
+    return nd == 0 ? 0 : a < 0 ? a + nd : a;
+}
+
+/* reverse cumulative sum along the axis */
+static fern_tensor *rcumsum(fern_tensor *t, int axis)
+{
+    if (t && t->ndim == 0)
+        return t;
+    return fern_flip(fern_cumsum(fern_flip(t, &axis, 1), axis), &axis, 1);
+}
+
+static int cumsum_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    gi[0] = rcumsum(g[0], cum_axis(c));
+    return gi[0] ? 0 : -1;
+}
+
+/* Exact at zeros: before a slice's first zero, rcumsum(g*out)/x; at the
+ * first zero, rcumsum(g * cumprod(x with that zero replaced by 1)); after
+ * it, zero (which the first formula gives, since out is 0 there). */
+static int cumprod_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    int axis = cum_axis(c);
+    fern_tensor *is_zero = fern_eq(x, fern_scalar(x->dtype, 0));
+    fern_tensor *ones = fern_ones_like(x);
+    fern_tensor *nz = fern_where(is_zero, ones, x);
+    fern_tensor *first = fern_logical_and(
+        is_zero, fern_eq(fern_cumsum(fern_cast(is_zero, FERN_I64), axis), fern_scalar(FERN_I64, 1)));
+    fern_tensor *out2 = fern_cumprod(fern_where(first, ones, x), axis);
+    fern_tensor *regular = fern_div(rcumsum(fern_mul(g[0], c->out[0]), axis), nz);
+    gi[0] = fern_where(first, rcumsum(fern_mul(g[0], out2), axis), regular);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_cumsum = {
-    .name = "cumsum", .n_inputs = 1, .n_outputs = 1, .attrs = cum_attrs, .n_attrs = 1,
+    .name = "cumsum", .n_inputs = 1, .n_outputs = 1, .attrs = cum_attrs, .n_attrs = 1, .grad = cumsum_grad,
     .infer = cum_infer, .kernel = {[FERN_CPU] = cumsum_kernel}, .dtypes = DT_NUM, .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
     .doc = "inclusive running sum along axis (integers and bool give i64)"};
 static const fern_op_def op_cumprod = {
-    .name = "cumprod", .n_inputs = 1, .n_outputs = 1, .attrs = cum_attrs, .n_attrs = 1,
+    .name = "cumprod", .n_inputs = 1, .n_outputs = 1, .attrs = cum_attrs, .n_attrs = 1, .grad = cumprod_grad,
     .infer = cum_infer, .kernel = {[FERN_CPU] = cumprod_kernel}, .dtypes = DT_NUM, .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
     .doc = "inclusive running product along axis (integers and bool give i64)"};

@@ -496,8 +496,35 @@ static int sort_kernel(fern_op_call *c)
     return run_lines(c, &J, fn, J.n * log2i(J.n));
 }
 
+
+/* values: the cotangent goes back to where each value came from */
+static int values_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi, int axis)
+{
+    if (!g[0])
+        return 0;
+    fern_tensor *x = c->in[0];
+    if (x->ndim == 0) {
+        gi[0] = g[0];
+        return 0;
+    }
+    gi[0] = fern_scatter_add(fern_zeros_like(x), axis, c->out[1], g[0]);
+    return gi[0] ? 0 : -1;
+}
+
+static int sort_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    int nd = c->in[0]->ndim, a = (int)c->attrs[0].i;
+    return values_grad(c, g, gi, a < 0 ? a + nd : a);
+}
+
+static int topk_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    int nd = c->in[0]->ndim, a = (int)c->attrs[1].i;
+    return values_grad(c, g, gi, a < 0 ? a + nd : a);
+}
+
 static const fern_op_def op_sort = {
-    .name = "sort", .n_inputs = 1, .n_outputs = 2, .attrs = sort_attrs, .n_attrs = 2,
+    .name = "sort", .n_inputs = 1, .n_outputs = 2, .attrs = sort_attrs, .n_attrs = 2, .grad = sort_grad,
     .infer = sort_infer, .kernel = {[FERN_CPU] = sort_kernel},
     .dtypes = FERN_DT_FLOAT | FERN_DT_INT | FERN_DT(FERN_BOOL), .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
@@ -556,7 +583,7 @@ static int topk_kernel(fern_op_call *c)
 }
 
 static const fern_op_def op_topk = {
-    .name = "topk", .n_inputs = 1, .n_outputs = 2, .attrs = topk_attrs, .n_attrs = 4,
+    .name = "topk", .n_inputs = 1, .n_outputs = 2, .attrs = topk_attrs, .n_attrs = 4, .grad = topk_grad,
     .infer = topk_infer, .kernel = {[FERN_CPU] = topk_kernel},
     .dtypes = FERN_DT_FLOAT | FERN_DT_INT, .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
