@@ -12,5 +12,6 @@
 #include "fern/nn.h"
 #include "fern/io.h"
 #include "fern/optim.h"
+#include "fern/train.h"
 
 #endif

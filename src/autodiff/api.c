@@ -54,6 +54,10 @@ static fern_status vjp_core(fern_fn *f, int n_in, fern_tensor *const *in, fern_t
             st = FERN_ERR_INVALID;
             break;
         }
+        if (!fern_dtype_is_float(in[p]->dtype) && !pos) {
+            wrt[j] = al[p]; /* vjp over all inputs: integer ones get zeros */
+            continue;
+        }
         if (!fern_dtype_is_float(in[p]->dtype)) {
             char d[96];
             fern_set_error(FERN_ERR_INVALID, "grad: input %d of %s is %s; only float inputs have gradients",

@@ -71,5 +71,9 @@ void fern__store(void *p, fern_dtype dt, double v);
 void fern__philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]);
 /* Per-thread generator state (seed, offset), advanced by one per random op. */
 void fern__rng_next(uint64_t *seed, uint64_t *offset);
+/* 1 if fern__rng_next ran since the last call (then clears the flag): tells
+ * a random op's call whether its seed came from the generator (a traced node
+ * then draws afresh at every run) or was pinned by the caller. */
+int fern__rng_take_drawn(void);
 
 #endif

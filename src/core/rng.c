@@ -17,10 +17,20 @@ uint64_t fern_get_seed(void) { return rng_seed; }
 uint64_t fern_rng_offset(void) { return rng_offset; }
 void fern_rng_set_offset(uint64_t offset) { rng_offset = offset; }
 
+static _Thread_local int rng_drawn;
+
 void fern__rng_next(uint64_t *seed, uint64_t *offset)
 {
     *seed = rng_seed;
     *offset = rng_offset++;
+    rng_drawn = 1;
+}
+
+int fern__rng_take_drawn(void)
+{
+    int d = rng_drawn;
+    rng_drawn = 0;
+    return d;
 }
 
 void fern__philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4])

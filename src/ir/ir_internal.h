@@ -25,6 +25,8 @@ typedef struct {
     fern_graph *sub[2];
     int n_carry;           /* FERN_NODE_SCAN                           */
     fern_tensor *value;    /* FERN_NODE_CONST (a reference)            */
+    int pinned_seed;       /* random op whose seed/offset the caller fixed;
+                              otherwise it draws afresh at every run   */
 } ir_node;
 
 struct fern_graph {

@@ -276,10 +276,15 @@ static fern_attr parse_attr_value(parser *ps, fern_attr_kind kind)
             ps->p++;
         if (!*ps->p)
             fail(ps, "unterminated string%s", "");
-        char buf[256];
-        snprintf(buf, sizeof buf, "%.*s", (int)(ps->p - s), s);
+        size_t len = (size_t)(ps->p - s);
+        char *buf = malloc(len + 1);
+        if (!buf)
+            fail(ps, "out of memory%s", "");
+        memcpy(buf, s, len);
+        buf[len] = '\0';
         ps->p++;
         a.s = fern__ir_intern(ps->m, buf);
+        free(buf);
         break;
     }
     case FERN_ATTR_INTS:

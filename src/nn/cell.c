@@ -342,6 +342,9 @@ void fern_cell_set_training(fern_cell *c, int training)
 {
     if (!c)
         return;
+    /* graphs are traced for one mode (dropout, batch norm): drop them */
+    if (c->fn && c->training != (training != 0))
+        fern__fn_free_cache(c->fn);
     c->training = training != 0;
     for (int i = 0; i < c->n_children; i++)
         fern_cell_set_training(c->children[i].c, training);

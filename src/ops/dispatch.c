@@ -113,6 +113,7 @@ int fern__op_run(const fern_op_def *op, int n_in, fern_tensor *const *in, const 
     c.attrs = attrs;
     c.n_out = op->n_outputs;
     memset(c.out, 0, sizeof c.out);
+    c.rng_drawn = (op->flags & FERN_OPF_RANDOM) ? fern__rng_take_drawn() : 0;
     if (op->infer(&c))
         return -1;
     if (c.n_out != n_out) {

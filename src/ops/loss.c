@@ -23,6 +23,11 @@
 
 #include "op_def.h"
 
+/* Gradient rules (at the end of the file). */
+static int class_loss_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int mse_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int bce_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+
 /* ---- shared helpers ---------------------------------------------------- */
 
 static void describe_inputs(const fern_op_call *c, char *buf, size_t n)
@@ -397,13 +402,15 @@ static const fern_op_def op_cross_entropy = {
     .kernel = {[FERN_CPU] = class_loss_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
     .doc = "inputs logits (C|N,C,...), target (class indices or probabilities), weight?; "
-           "reduction 0 none 1 mean 2 sum"};
+           "reduction 0 none 1 mean 2 sum",
+    .grad = class_loss_grad};
 
 static const fern_op_def op_nll_loss = {
     .name = "nll_loss", .n_inputs = 3, .n_optional = 1, .n_outputs = 1, .attrs = nll_attrs,
     .n_attrs = 2, .infer = class_loss_infer, .kernel = {[FERN_CPU] = class_loss_kernel},
     .dtypes = FERN_DT_FLOAT, .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "inputs log_probs (C|N,C,...), integer target, weight?; reduction 0 none 1 mean 2 sum"};
+    .doc = "inputs log_probs (C|N,C,...), integer target, weight?; reduction 0 none 1 mean 2 sum",
+    .grad = class_loss_grad};
 
 fern_tensor *fern_cross_entropy(fern_tensor *logits, fern_tensor *target, fern_tensor *weight,
                                 fern_reduction reduction, double label_smoothing,
@@ -635,14 +642,15 @@ static const fern_op_def op_mse_loss = {
     .name = "mse_loss", .n_inputs = 2, .n_outputs = 1, .attrs = red_attrs, .n_attrs = 1,
     .infer = mse_infer, .kernel = {[FERN_CPU] = mse_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32,
-    .doc = "(input - target)^2 (broadcast); reduction 0 none 1 mean 2 sum"};
+    .doc = "(input - target)^2 (broadcast); reduction 0 none 1 mean 2 sum", .grad = mse_grad};
 
 static const fern_op_def op_bce_with_logits = {
     .name = "bce_with_logits", .n_inputs = 4, .n_optional = 2, .n_outputs = 1,
     .attrs = red_attrs, .n_attrs = 1, .infer = bce_infer, .kernel = {[FERN_CPU] = bce_kernel},
     .dtypes = FERN_DT_FLOAT, .flags = FERN_OPF_HALF_VIA_F32,
     .doc = "inputs logits, target, weight?, pos_weight? (broadcast to logits); stable "
-           "binary cross entropy; reduction 0 none 1 mean 2 sum"};
+           "binary cross entropy; reduction 0 none 1 mean 2 sum",
+    .grad = bce_grad};
 
 fern_tensor *fern_mse_loss(fern_tensor *input, fern_tensor *target, fern_reduction reduction)
 {
@@ -658,6 +666,180 @@ fern_tensor *fern_bce_with_logits(fern_tensor *logits, fern_tensor *target,
     fern_tensor *in[4] = {logits, target, weight, pos_weight};
     fern_attr a = fern__attr_int(reduction);
     return fern__op1(&op_bce_with_logits, 4, in, &a);
+}
+
+/* ---- gradient rules -----------------------------------------------------
+ * Written with public ops only, so they trace and are differentiable
+ * themselves. Half inputs (seen by rules only inside traced graphs) are
+ * computed in f32 like the forward; every cotangent is cast back to its
+ * input's dtype. Every float input gets its true derivative, weights
+ * included (torch leaves weight / pos_weight without gradient). */
+
+static fern_tensor *f32_if_half(fern_tensor *t)
+{
+    return t && is_half(t->dtype) ? fern_cast(t, FERN_F32) : t;
+}
+
+/* cross_entropy / nll_loss. With lp the log-probabilities (log_softmax of
+ * the logits, or nll's input) each sample's loss is -sum_c A[c] lp[c] with
+ * A = w * q and q the target distribution: for class indices
+ * valid * ((1-eps) onehot(t) + eps/C) (valid = t != ignore_index), for
+ * probabilities (1-eps) t + eps/C. So with gs the per-sample cotangent:
+ *   d logits = gs * (softmax * sum_c A - A)      (nll: d lp = -gs * A)
+ *   d target = -(1-eps) * gs * w * lp            (probabilities only)
+ *   d weight = -sum gs * q * lp                  (over samples)
+ * "mean" divides by W = sum of w[t] over valid samples (indices; W is a
+ * function of the weights too, which adds -g * L / W * count_c to d weight)
+ * or by the sample count (probabilities). When every target is ignored the
+ * forward's mean is 0/0 = nan; the gradient is zero there, like torch. */
+static int class_loss_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x0 = c->in[0], *t0 = c->in[1], *w0 = c->in[2];
+    class_attrs a = get_class_attrs(c);
+    if (!g[0])
+        return 0;
+    int nd = x0->ndim, cax = nd == 1 ? 0 : 1, probs = fern_dtype_is_float(t0->dtype);
+    int64_t N, C, S;
+    class_dims(x0, &N, &C, &S);
+    double eps = a.smoothing;
+    fern_tensor *x = f32_if_half(x0), *w = f32_if_half(w0), *gs = f32_if_half(g[0]);
+    fern_dtype dt = x->dtype;
+    /* the axes other than the class axis (none for an unbatched sample) */
+    int axes[FERN_MAX_DIMS], na = 0;
+    for (int d = 0; d < nd; d++)
+        if (d != cax)
+            axes[na++] = d;
+    fern_tensor *w_b = NULL;
+    if (w0) {
+        int64_t shape[FERN_MAX_DIMS];
+        for (int d = 0; d < nd; d++)
+            shape[d] = d == cax ? C : 1;
+        w_b = fern_reshape(w, nd, shape);
+    }
+    if (a.reduction == FERN_REDUCTION_NONE && nd > 1)
+        gs = fern_unsqueeze(gs, cax);
+    fern_tensor *lp = a.ce ? fern_log_softmax(x, cax) : x;
+    fern_tensor *q, *onehot = NULL;
+    if (probs) {
+        fern_tensor *tp = f32_if_half(t0);
+        q = eps > 0 ? fern_add_scalar(fern_mul_scalar(tp, 1.0 - eps), eps / (double)C) : tp;
+    } else {
+        fern_tensor *t = t0->dtype == FERN_I64 ? t0 : fern_cast(t0, FERN_I64);
+        fern_tensor *valid = fern_ne(t, fern_scalar(FERN_I64, (double)a.ignore_index));
+        fern_tensor *oh = fern_one_hot(fern_where(valid, t, fern_scalar(FERN_I64, 0.0)), C, dt);
+        if (oh && nd > 1) { /* classes last -> classes at axis 1 */
+            int perm[FERN_MAX_DIMS];
+            perm[0] = 0;
+            perm[1] = nd - 1;
+            for (int d = 2; d < nd; d++)
+                perm[d] = d - 1;
+            oh = fern_permute(oh, perm);
+        }
+        fern_tensor *vf = fern_cast(valid, dt);
+        if (vf && nd > 1)
+            vf = fern_unsqueeze(vf, cax);
+        onehot = fern_mul(oh, vf);
+        q = eps > 0 ? fern_add(fern_mul_scalar(onehot, 1.0 - eps),
+                               fern_mul_scalar(vf, eps / (double)C))
+                    : onehot;
+    }
+    fern_tensor *A = w_b ? fern_mul(q, w_b) : q;
+    fern_tensor *Wsafe = NULL;
+    if (a.reduction == FERN_REDUCTION_MEAN) {
+        if (probs) {
+            gs = fern_mul_scalar(gs, N * S != 0 ? 1.0 / (double)(N * S) : 0.0);
+        } else {
+            fern_tensor *W = fern_sum(w_b ? fern_mul(onehot, w_b) : onehot, NULL, 0, 0);
+            /* W + (W == 0): 1 when every sample is ignored (A is 0 then) */
+            Wsafe = fern_add(W, fern_cast(fern_eq(W, fern_scalar(dt, 0.0)), dt));
+            gs = fern_div(gs, Wsafe);
+        }
+    }
+    fern_tensor *dx;
+    if (a.ce)
+        dx = fern_mul(gs, fern_sub(fern_mul(fern_exp(lp), fern_sum(A, &cax, 1, 1)), A));
+    else
+        dx = fern_neg(fern_mul(gs, A));
+    if (!(gi[0] = fern__sum_to(dx, x0)))
+        return -1;
+    if (probs) {
+        fern_tensor *d = fern_mul(gs, w_b ? fern_mul(lp, w_b) : lp);
+        if (!(gi[1] = fern__sum_to(fern_mul_scalar(d, -(1.0 - eps)), t0)))
+            return -1;
+    }
+    if (w0) {
+        fern_tensor *qlp = fern_mul(q, lp);
+        fern_tensor *dw = fern_mul(gs, qlp);
+        if (na)
+            dw = fern_sum(dw, axes, na, 0);
+        dw = fern_neg(dw);
+        if (Wsafe) { /* - g/W * L * count_c, L = S / W recomputed (no nan) */
+            fern_tensor *L = fern_div(fern_neg(fern_sum(fern_mul(w_b, qlp), NULL, 0, 0)), Wsafe);
+            fern_tensor *cnt = na ? fern_sum(onehot, axes, na, 0) : onehot;
+            dw = fern_sub(dw, fern_mul(fern_mul(gs, L), cnt));
+        }
+        if (!(gi[2] = fern__sum_to(dw, w0)))
+            return -1;
+    }
+    return 0;
+}
+
+/* mse_loss: d input = 2 (a - b) g', d target = -2 (a - b) g', with g' the
+ * cotangent (divided by the element count for "mean"), summed back over
+ * broadcast dims. */
+static int mse_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *a0 = c->in[0], *b0 = c->in[1];
+    if (!g[0])
+        return 0;
+    fern_tensor *d = fern_sub(f32_if_half(a0), f32_if_half(b0));
+    fern_tensor *gl = f32_if_half(g[0]);
+    if (!d)
+        return -1;
+    int64_t n = fern_tensor_numel(d);
+    if (c->attrs[0].i == FERN_REDUCTION_MEAN)
+        gl = fern_mul_scalar(gl, n ? 1.0 / (double)n : 0.0);
+    fern_tensor *t = fern_mul_scalar(fern_mul(d, gl), 2.0);
+    gi[0] = fern__sum_to(t, a0);
+    gi[1] = fern__sum_to(fern_neg(t), b0);
+    return gi[0] && gi[1] ? 0 : -1;
+}
+
+/* bce_with_logits: l = w ((1-t) x + lw sp), sp = softplus(-x) =
+ * log1p(exp(-|x|)) + max(-x, 0) (as the forward), lw = 1 + (pw-1) t.
+ *   d x  = g w ((1-t) - lw sigmoid(-x))
+ *   d t  = g w (-x + (pw-1) sp)
+ *   d w  = g ((1-t) x + lw sp)
+ *   d pw = g w t sp */
+static int bce_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x0 = c->in[0], *t0 = c->in[1], *w0 = c->in[2], *pw0 = c->in[3];
+    if (!g[0])
+        return 0;
+    fern_tensor *x = f32_if_half(x0), *t = f32_if_half(t0), *w = f32_if_half(w0),
+                *pw = f32_if_half(pw0), *gl = f32_if_half(g[0]);
+    int64_t n = fern_tensor_numel(x0);
+    if (c->attrs[0].i == FERN_REDUCTION_MEAN)
+        gl = fern_mul_scalar(gl, n ? 1.0 / (double)n : 0.0);
+    fern_tensor *nx = fern_neg(x);
+    fern_tensor *sp = fern_add(fern_log1p(fern_exp(fern_neg(fern_abs(x)))), fern_relu(nx));
+    fern_tensor *pm1 = pw ? fern_sub_scalar(pw, 1.0) : NULL;
+    fern_tensor *lw = pw ? fern_add_scalar(fern_mul(pm1, t), 1.0) : NULL;
+    fern_tensor *omt = fern_add_scalar(fern_neg(t), 1.0);
+    fern_tensor *gw = w ? fern_mul(gl, w) : gl;
+    fern_tensor *sn = fern_sigmoid(nx);
+    fern_tensor *dx = fern_mul(gw, fern_sub(omt, lw ? fern_mul(lw, sn) : sn));
+    fern_tensor *dt = fern_mul(gw, pw ? fern_add(nx, fern_mul(pm1, sp)) : nx);
+    if (!(gi[0] = fern__sum_to(dx, x0)) || !(gi[1] = fern__sum_to(dt, t0)))
+        return -1;
+    if (w0) {
+        fern_tensor *l = fern_add(fern_mul(omt, x), lw ? fern_mul(lw, sp) : sp);
+        if (!(gi[2] = fern__sum_to(fern_mul(gl, l), w0)))
+            return -1;
+    }
+    if (pw0 && !(gi[3] = fern__sum_to(fern_mul(gw, fern_mul(t, sp)), pw0)))
+        return -1;
+    return 0;
 }
 
 const fern_op_def *const fern_ops_loss[] = {&op_cross_entropy, &op_nll_loss, &op_mse_loss,

@@ -4,7 +4,10 @@
  * dropout is a random op: the public function takes (seed, offset) from the
  * thread's generator; element i keeps its value with probability 1-p using
  * word i%4 of Philox(seed; counter (offset, i/4)), so the mask depends only
- * on (seed, offset, i), never on the thread count.
+ * on (seed, offset, i), never on the thread count. Like torch's
+ * native_dropout the op also outputs the boolean keep-mask, which its
+ * gradient rule uses: recomputing the mask from (seed, offset) would break
+ * in graph mode, where each run draws new seeds for every random node.
  *
  * embedding, one_hot and pad move elements without arithmetic, so they
  * accept every dtype (pad, embedding) and read strided inputs directly.
@@ -20,6 +23,12 @@
 #include "op_def.h"
 
 #define GRAIN_WORK 32768
+
+/* Gradient rules (at the end of the file). */
+static int dropout_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int embedding_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int pad_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int interp_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
 
 /* ---- shared helpers ---------------------------------------------------- */
 
@@ -113,12 +122,14 @@ static int dropout_infer(fern_op_call *c)
     if (dropout_check(c, x, c->attrs[0].f))
         return -1;
     fern__set_out(c, 0, x->dtype, x->ndim, x->shape);
+    fern__set_out(c, 1, FERN_BOOL, x->ndim, x->shape);
     return 0;
 }
 
 typedef struct {
     const void *x;
     void *y;
+    uint8_t *mask;
     int64_t n;
     uint64_t seed, offset, thr; /* keep element iff its 32-bit word >= thr */
     double scale;
@@ -171,6 +182,7 @@ static void philox_lanes(uint64_t key, uint64_t hi, uint64_t lo0, uint32_t w[4][
         const dropout_job *j = ctx;                                                            \
         const T *x = j->x;                                                                     \
         T *y = j->y, sc = (T)j->scale;                                                         \
+        uint8_t *mk = j->mask;                                                                 \
         uint32_t w[4][PH_LANES];                                                               \
         for (int64_t g = g0; g < g1; g++) {                                                    \
             philox_lanes(j->seed, j->offset, (uint64_t)(g * PH_LANES), w);                     \
@@ -179,13 +191,17 @@ static void philox_lanes(uint64_t key, uint64_t hi, uint64_t lo0, uint32_t w[4][
                 for (int k = 0; k < PH_LANES; k++)                                             \
                     for (int q = 0; q < 4; q++) {                                              \
                         int64_t i = i0 + 4 * k + q;                                            \
-                        y[i] = (uint64_t)w[q][k] >= j->thr ? x[i] * sc : (T)0;                 \
+                        int keep = (uint64_t)w[q][k] >= j->thr;                                \
+                        y[i] = keep ? x[i] * sc : (T)0;                                        \
+                        mk[i] = (uint8_t)keep;                                                 \
                     }                                                                          \
                 continue;                                                                      \
             }                                                                                  \
             for (int64_t i = i0; i < j->n; i++) {                                              \
                 uint32_t v = w[(i - i0) % 4][(i - i0) / 4];                                    \
-                y[i] = (uint64_t)v >= j->thr ? x[i] * sc : (T)0;                               \
+                int keep = (uint64_t)v >= j->thr;                                              \
+                y[i] = keep ? x[i] * sc : (T)0;                                                \
+                mk[i] = (uint8_t)keep;                                                         \
             }                                                                                  \
         }                                                                                      \
     }
@@ -199,15 +215,18 @@ static int dropout_kernel(fern_op_call *c)
     double p = c->attrs[0].f;
     int64_t n = fern_tensor_numel(x);
     size_t es = fern_dtype_size(x->dtype);
+    uint8_t *mask = fern_tensor_data(c->out[1]);
     if (!c->attrs[1].i || p == 0.0) {
         memcpy(fern_tensor_data(c->out[0]), fern_tensor_data(x), (size_t)n * es);
+        memset(mask, 1, (size_t)n);
         return 0;
     }
     if (p == 1.0) {
         memset(fern_tensor_data(c->out[0]), 0, (size_t)n * es);
+        memset(mask, 0, (size_t)n);
         return 0;
     }
-    dropout_job j = {fern_tensor_data(x), fern_tensor_data(c->out[0]), n,
+    dropout_job j = {fern_tensor_data(x), fern_tensor_data(c->out[0]), mask, n,
                      (uint64_t)c->attrs[2].i, (uint64_t)c->attrs[3].i,
                      (uint64_t)ceil(p * 4294967296.0), 1.0 / (1.0 - p)};
     int64_t per = 4 * PH_LANES;
@@ -217,10 +236,12 @@ static int dropout_kernel(fern_op_call *c)
 }
 
 static const fern_op_def op_dropout = {
-    .name = "dropout", .n_inputs = 1, .n_outputs = 1, .attrs = dropout_attrs, .n_attrs = 4,
+    .name = "dropout", .n_inputs = 1, .n_outputs = 2, .attrs = dropout_attrs, .n_attrs = 4,
     .infer = dropout_infer, .kernel = {[FERN_CPU] = dropout_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS | FERN_OPF_RANDOM,
-    .doc = "zero with probability p, scale the rest by 1/(1-p) when training (Philox mask)"};
+    .doc = "zero with probability p, scale the rest by 1/(1-p) when training (Philox mask); "
+           "outputs y and the bool keep-mask",
+    .grad = dropout_grad};
 
 fern_tensor *fern_dropout(fern_tensor *x, double p, int training)
 {
@@ -241,7 +262,12 @@ fern_tensor *fern_dropout(fern_tensor *x, double p, int training)
         fern__rng_next(&seed, &offset);
     fern_attr a[4] = {fern__attr_float(p), fern__attr_int(1), fern__attr_int((int64_t)seed),
                       fern__attr_int((int64_t)offset)};
-    return fern__op1(&op_dropout, 1, &x, a);
+    fern_tensor *out[2] = {NULL, NULL};
+    fern_scope_begin(); /* the mask dies here unless a tape keeps it */
+    if (fern__op_run(&op_dropout, 1, &x, a, 2, out) == 0)
+        fern_keep(out[0]);
+    fern_scope_end();
+    return out[0];
 }
 
 /* ---- embedding --------------------------------------------------------- */
@@ -328,7 +354,8 @@ static int embedding_kernel(fern_op_call *c)
 static const fern_op_def op_embedding = {
     .name = "embedding", .n_inputs = 2, .n_outputs = 1, .infer = embedding_infer,
     .kernel = {[FERN_CPU] = embedding_kernel}, .dtypes = FERN_DT_ALL, .dtype_arg = 0,
-    .doc = "rows of weight (num, dim) picked by integer indices -> (..., dim)"};
+    .doc = "rows of weight (num, dim) picked by integer indices -> (..., dim)",
+    .grad = embedding_grad};
 
 fern_tensor *fern_embedding(fern_tensor *weight, fern_tensor *indices)
 {
@@ -625,7 +652,8 @@ static int pad_kernel(fern_op_call *c)
 static const fern_op_def op_pad = {
     .name = "pad", .n_inputs = 1, .n_outputs = 1, .attrs = pad_attrs, .n_attrs = 3,
     .infer = pad_infer, .kernel = {[FERN_CPU] = pad_kernel}, .dtypes = FERN_DT_ALL,
-    .doc = "torch-order pads (last_begin, last_end, ...); mode 0 constant, 1 reflect, 2 replicate"};
+    .doc = "torch-order pads (last_begin, last_end, ...); mode 0 constant, 1 reflect, 2 replicate",
+    .grad = pad_grad};
 
 fern_tensor *fern_pad(fern_tensor *x, const int64_t *pads, int n_pads, fern_pad_mode mode,
                       double value)
@@ -799,7 +827,8 @@ static const fern_op_def op_interpolate = {
     .name = "interpolate", .n_inputs = 1, .n_outputs = 1, .attrs = interp_attrs, .n_attrs = 4,
     .infer = interp_infer, .kernel = {[FERN_CPU] = interp_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "resize NCHW to (out_h, out_w); mode 0 nearest, 1 bilinear (align_corners)"};
+    .doc = "resize NCHW to (out_h, out_w); mode 0 nearest, 1 bilinear (align_corners)",
+    .grad = interp_grad};
 
 fern_tensor *fern_interpolate(fern_tensor *x, int64_t out_h, int64_t out_w,
                               fern_interp_mode mode, int align_corners)
@@ -807,6 +836,180 @@ fern_tensor *fern_interpolate(fern_tensor *x, int64_t out_h, int64_t out_w,
     fern_attr a[4] = {fern__attr_int(out_h), fern__attr_int(out_w), fern__attr_int(mode),
                       fern__attr_int(align_corners != 0)};
     return fern__op1(&op_interpolate, 1, &x, a);
+}
+
+/* ---- gradient rules -----------------------------------------------------
+ * Written with public ops only, so they trace and are differentiable
+ * themselves. */
+
+static int is_half_dt(fern_dtype d) { return d == FERN_F16 || d == FERN_BF16; }
+
+/* dropout: dx = g * mask / (1 - p), with the mask the forward produced. */
+static int dropout_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    double p = c->attrs[0].f;
+    if (!g[0])
+        return 0;
+    if (!c->attrs[1].i || p == 0.0) { /* identity */
+        gi[0] = g[0];
+        return 0;
+    }
+    if (p == 1.0) { /* every element dropped */
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    fern_tensor *gd = is_half_dt(g[0]->dtype) ? fern_cast(g[0], FERN_F32) : g[0];
+    fern_tensor *m = gd ? fern_cast(c->out[1], gd->dtype) : NULL;
+    fern_tensor *r = fern_mul_scalar(fern_mul(gd, m), 1.0 / (1.0 - p));
+    gi[0] = fern__sum_to(r, x);
+    return gi[0] ? 0 : -1;
+}
+
+/* embedding: the rows of g added into zeros at their indices (index-add).
+ * The indices get no gradient; integer weights neither. */
+static int embedding_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *w = c->in[0], *idx = c->in[1];
+    if (!g[0] || !fern_dtype_is_float(w->dtype))
+        return 0;
+    int64_t M = fern_tensor_numel(idx), D = w->shape[1];
+    int64_t col[2] = {M, 1}, rows[2] = {M, D};
+    fern_tensor *i = idx->dtype == FERN_I32 || idx->dtype == FERN_I64 ? idx
+                                                                       : fern_cast(idx, FERN_I64);
+    fern_tensor *e = fern_expand(fern_reshape(i, 2, col), 2, rows);
+    fern_tensor *src = fern_reshape(g[0], 2, rows);
+    gi[0] = fern_scatter_add(fern_zeros_like(w), 0, e, src);
+    return gi[0] ? 0 : -1;
+}
+
+/* Zero-pad (or crop, with negative amounts) one axis of an nd tensor. */
+static fern_tensor *pad_axis(fern_tensor *t, int nd, int d, int64_t before, int64_t after)
+{
+    if (!before && !after)
+        return t;
+    int64_t pads[2 * FERN_MAX_DIMS] = {0};
+    int k = nd - 1 - d;
+    pads[2 * k] = before;
+    pads[2 * k + 1] = after;
+    return fern_pad(t, pads, 2 * (k + 1), FERN_PAD_CONSTANT, 0.0);
+}
+
+/* pad. Constant mode: the inverse padding (crops what was added, zero-fills
+ * what was cropped). Reflect / replicate: per padded dim, the middle of g
+ * plus its borders folded back onto the source elements they copied
+ * (reflect: flipped, shifted by one; replicate: summed onto the edge). The
+ * modes map each dim independently, so dims are undone one at a time. */
+static int pad_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    const fern_attr *pads = &c->attrs[0];
+    int64_t mode = c->attrs[1].i;
+    int nd = x->ndim;
+    if (!g[0] || !fern_dtype_is_float(x->dtype))
+        return 0;
+    if (mode == FERN_PAD_CONSTANT) {
+        int64_t neg[FERN_ATTR_MAX_VALUES];
+        for (int k = 0; k < pads->n; k++)
+            neg[k] = -pads->ints[k];
+        gi[0] = fern_pad(g[0], neg, pads->n, FERN_PAD_CONSTANT, 0.0);
+        return gi[0] ? 0 : -1;
+    }
+    fern_tensor *t = g[0];
+    for (int d = 0; d < nd && t; d++) {
+        int64_t b, a, n = x->shape[d];
+        pad_amounts(pads, nd, d, &b, &a);
+        if (!b && !a)
+            continue;
+        fern_tensor *mid = fern_slice(t, d, b, b + n, 1);
+        if (b) {
+            fern_tensor *l = fern_slice(t, d, 0, b, 1);
+            if (mode == FERN_PAD_REFLECT) /* out b-1-k came from in k+1 */
+                l = pad_axis(fern_flip(l, &d, 1), nd, d, 1, n - 1 - b);
+            else
+                l = pad_axis(fern_sum(l, &d, 1, 1), nd, d, 0, n - 1);
+            mid = fern_add(mid, l);
+        }
+        if (a) {
+            fern_tensor *r = fern_slice(t, d, b + n, b + n + a, 1);
+            if (mode == FERN_PAD_REFLECT) /* out b+n+a-1-k came from in n-1-a+k */
+                r = pad_axis(fern_flip(r, &d, 1), nd, d, n - 1 - a, 1);
+            else
+                r = pad_axis(fern_sum(r, &d, 1, 1), nd, d, n - 1, 0);
+            mid = fern_add(mid, r);
+        }
+        t = mid;
+    }
+    gi[0] = t;
+    return t ? 0 : -1;
+}
+
+/* The (out x in) interpolation matrix A of one axis (y = A x along it),
+ * stored transposed (in x out) when `transpose`; weights exactly as the
+ * forward computes them, in f64 or f32. A constant of the rule. */
+static fern_tensor *interp_matrix(int64_t in, int64_t out, int bilinear, int align, int f64,
+                                  int transpose)
+{
+    size_t n = (size_t)(in * out);
+    void *buf = calloc(n ? n : 1, f64 ? sizeof(double) : sizeof(float));
+    if (!buf) {
+        fern_set_error(FERN_ERR_NOMEM, "interpolate: out of memory");
+        return NULL;
+    }
+    for (int64_t o = 0; o < out; o++) {
+        int64_t i0, i1;
+        double l0 = 1, l1 = 0;
+        if (bilinear && f64) {
+            linear_idx_f64(o, in, out, align, &i0, &i1, &l0, &l1);
+        } else if (bilinear) {
+            float f0, f1;
+            linear_idx_f32(o, in, out, align, &i0, &i1, &f0, &f1);
+            l0 = f0;
+            l1 = f1;
+        } else {
+            i0 = i1 = nearest_idx(o, in, out);
+            l1 = 0;
+        }
+        size_t k0 = (size_t)(transpose ? i0 * out + o : o * in + i0);
+        size_t k1 = (size_t)(transpose ? i1 * out + o : o * in + i1);
+        if (f64) {
+            ((double *)buf)[k0] += l0;
+            ((double *)buf)[k1] += l1;
+        } else {
+            ((float *)buf)[k0] += (float)l0;
+            ((float *)buf)[k1] += (float)l1;
+        }
+    }
+    int64_t shape[2] = {transpose ? in : out, transpose ? out : in};
+    fern_tensor *t = fern_from_data(f64 ? FERN_F64 : FERN_F32, 2, shape, buf);
+    free(buf);
+    return t;
+}
+
+/* interpolate is separable: y = Ah x Aw^T per plane, with Ah (OH x H) and
+ * Aw (OW x W) the per-axis interpolation matrices (one-hot rows for
+ * nearest, the two linear weights for bilinear). So dx = Ah^T g Aw, two
+ * matmuls with constant matrices, in the cheaper order. */
+static int interp_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    if (!g[0])
+        return 0;
+    int64_t H = x->shape[2], W = x->shape[3], OH = c->attrs[0].i, OW = c->attrs[1].i;
+    int bil = c->attrs[2].i == FERN_INTERP_BILINEAR, align = c->attrs[3].i != 0;
+    int f64 = g[0]->dtype == FERN_F64;
+    fern_tensor *gd = f64 || g[0]->dtype == FERN_F32 ? g[0] : fern_cast(g[0], FERN_F32);
+    fern_tensor *aht = interp_matrix(H, OH, bil, align, f64, 1);
+    fern_tensor *aw = aht ? interp_matrix(W, OW, bil, align, f64, 0) : NULL;
+    if (!aw)
+        return -1;
+    fern_tensor *r;
+    if (H * OH * OW + H * OW * W <= OH * OW * W + H * OH * W)
+        r = fern_matmul(fern_matmul(aht, gd), aw);
+    else
+        r = fern_matmul(aht, fern_matmul(gd, aw));
+    gi[0] = fern__sum_to(r, x);
+    return gi[0] ? 0 : -1;
 }
 
 const fern_op_def *const fern_ops_nn[] = {&op_dropout, &op_embedding,   &op_one_hot,

@@ -21,6 +21,13 @@
 
 #define GRAIN_WORK 32768
 
+/* Gradient rules (at the end of the file). */
+static int softmax_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int log_softmax_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int layer_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int batch_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+static int group_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi);
+
 /* ---- shared helpers ---------------------------------------------------- */
 
 static void describe_inputs(const fern_op_call *c, char *buf, size_t n)
@@ -338,13 +345,13 @@ static const fern_op_def op_softmax = {
     .name = "softmax", .n_inputs = 1, .n_outputs = 1, .attrs = softmax_attrs, .n_attrs = 1,
     .infer = softmax_infer, .kernel = {[FERN_CPU] = softmax_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "exp(x - max) / sum(exp(x - max)) along axis"};
+    .doc = "exp(x - max) / sum(exp(x - max)) along axis", .grad = softmax_grad};
 
 static const fern_op_def op_log_softmax = {
     .name = "log_softmax", .n_inputs = 1, .n_outputs = 1, .attrs = softmax_attrs, .n_attrs = 1,
     .infer = softmax_infer, .kernel = {[FERN_CPU] = log_softmax_kernel},
     .dtypes = FERN_DT_FLOAT, .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "x - max - log(sum(exp(x - max))) along axis"};
+    .doc = "x - max - log(sum(exp(x - max))) along axis", .grad = log_softmax_grad};
 
 fern_tensor *fern_softmax(fern_tensor *x, int axis)
 {
@@ -437,7 +444,8 @@ static const fern_op_def op_layer_norm = {
     .attrs = layer_norm_attrs, .n_attrs = 2, .infer = layer_norm_infer,
     .kernel = {[FERN_CPU] = layer_norm_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "normalize over the last n_norm_dims dims; inputs x, weight?, bias?"};
+    .doc = "normalize over the last n_norm_dims dims; inputs x, weight?, bias?",
+    .grad = layer_norm_grad};
 
 fern_tensor *fern_layer_norm(fern_tensor *x, int n_norm_dims, fern_tensor *weight,
                              fern_tensor *bias, double eps)
@@ -631,7 +639,8 @@ static const fern_op_def op_batch_norm = {
     .kernel = {[FERN_CPU] = batch_norm_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
     .doc = "inputs x, running_mean?, running_var?, weight?, bias?; outputs y, the mean used and "
-           "the inverse std used (batch stats when training, else running stats)"};
+           "the inverse std used (batch stats when training, else running stats)",
+    .grad = batch_norm_grad};
 
 /* In place: running = (1 - momentum) * running + momentum * batch stat,
  * with the unbiased batch variance. mean/invstd are the op's saved stats. */
@@ -768,7 +777,8 @@ static const fern_op_def op_group_norm = {
     .attrs = group_norm_attrs, .n_attrs = 2, .infer = group_norm_infer,
     .kernel = {[FERN_CPU] = group_norm_kernel}, .dtypes = FERN_DT_FLOAT,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
-    .doc = "normalize (N, C, ...) over groups of C/num_groups channels; inputs x, weight?, bias?"};
+    .doc = "normalize (N, C, ...) over groups of C/num_groups channels; inputs x, weight?, bias?",
+    .grad = group_norm_grad};
 
 fern_tensor *fern_group_norm(fern_tensor *x, int64_t num_groups, fern_tensor *weight,
                              fern_tensor *bias, double eps)
@@ -776,6 +786,209 @@ fern_tensor *fern_group_norm(fern_tensor *x, int64_t num_groups, fern_tensor *we
     fern_tensor *in[3] = {x, weight, bias};
     fern_attr a[2] = {fern__attr_int(num_groups), fern__attr_float(eps)};
     return fern__op1(&op_group_norm, 3, in, a);
+}
+
+/* ---- gradient rules -----------------------------------------------------
+ * Written with public ops only, so they trace and are differentiable
+ * themselves. Half inputs (seen by rules only inside traced graphs; eagerly
+ * the dispatcher records the f32 computation) are computed in f32 like the
+ * forward, and every cotangent is cast back to its input's dtype. */
+
+static fern_tensor *to_f32_if_half(fern_tensor *t)
+{
+    return t && is_half(t->dtype) ? fern_cast(t, FERN_F32) : t;
+}
+
+/* A per-channel (C) vector shaped (1, C, 1, ...) to broadcast over x. */
+static fern_tensor *chan_view(fern_tensor *v, const fern_tensor *x)
+{
+    int64_t shape[FERN_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        shape[d] = d == 1 ? x->shape[1] : 1;
+    return fern_reshape(v, x->ndim, shape);
+}
+
+/* y = softmax(x): dx = y * (g - sum(g * y)) = g*y - y * sum(g*y). */
+static int softmax_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *y = c->out[0];
+    if (x->ndim == 0) { /* softmax of one value is the constant 1 */
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    int axis = (int)c->attrs[0].i;
+    fern_tensor *gy = fern_mul(g[0], y);
+    fern_tensor *r = fern_sub(gy, fern_mul(y, fern_sum(gy, &axis, 1, 1)));
+    gi[0] = fern__sum_to(r, x);
+    return gi[0] ? 0 : -1;
+}
+
+/* y = log_softmax(x): dx = g - exp(y) * sum(g). */
+static int log_softmax_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *y = c->out[0];
+    if (x->ndim == 0) { /* the constant 0 */
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    int axis = (int)c->attrs[0].i;
+    fern_tensor *r = fern_sub(g[0], fern_mul(fern_exp(y), fern_sum(g[0], &axis, 1, 1)));
+    gi[0] = fern__sum_to(r, x);
+    return gi[0] ? 0 : -1;
+}
+
+/* The input gradient of a normalization xhat = (x - mean) * rstd over
+ * `axes` (each group of n elements), given gy = dL/dxhat:
+ * dx = rstd * (gy - mean(gy) - xhat * mean(gy * xhat)). */
+static fern_tensor *norm_dx(fern_tensor *gy, fern_tensor *xhat, fern_tensor *rstd,
+                            const int *axes, int n_axes)
+{
+    fern_tensor *m1 = fern_mean(gy, axes, n_axes, 1);
+    fern_tensor *m2 = fern_mean(fern_mul(gy, xhat), axes, n_axes, 1);
+    return fern_mul(rstd, fern_sub(fern_sub(gy, m1), fern_mul(xhat, m2)));
+}
+
+/* Recompute mean, rstd and xhat of x over `axes` (the forward's
+ * statistics, biased variance). */
+static fern_tensor *normalize(fern_tensor *x, const int *axes, int n_axes, double eps,
+                              fern_tensor **rstd)
+{
+    fern_tensor *xc = fern_sub(x, fern_mean(x, axes, n_axes, 1));
+    fern_tensor *var = fern_mean(fern_mul(xc, xc), axes, n_axes, 1);
+    *rstd = fern_rsqrt(fern_add_scalar(var, eps));
+    return fern_mul(xc, *rstd);
+}
+
+static int layer_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x0 = c->in[0], *w0 = c->in[1], *b0 = c->in[2];
+    int k = (int)c->attrs[0].i, nd = x0->ndim, axes[FERN_MAX_DIMS];
+    for (int i = 0; i < k; i++)
+        axes[i] = nd - k + i;
+    fern_tensor *x = to_f32_if_half(x0), *w = to_f32_if_half(w0), *g0 = to_f32_if_half(g[0]);
+    fern_tensor *rstd = NULL;
+    fern_tensor *xhat = normalize(x, axes, k, c->attrs[1].f, &rstd);
+    fern_tensor *gy = w0 ? fern_mul(g0, w) : g0;
+    gi[0] = fern__sum_to(norm_dx(gy, xhat, rstd, axes, k), x0);
+    if (!gi[0])
+        return -1;
+    if (w0 && !(gi[1] = fern__sum_to(fern_mul(g0, xhat), w0)))
+        return -1;
+    if (b0 && !(gi[2] = fern__sum_to(g0, b0)))
+        return -1;
+    return 0;
+}
+
+/* batch_norm. Training: y = (x - mean) * invstd * w + b with the batch
+ * statistics, which are also outputs 1 and 2; their cotangents are
+ * included (d mean/dx = 1/n, d invstd/dx = -invstd^3 (x - mean)/n), so the
+ * rule is the exact derivative of all three outputs (torch's
+ * native_batch_norm treats them as saved statistics and ignores their
+ * cotangents; with none given the two agree). running_mean / running_var
+ * do not enter the outputs: no gradient. Inference: y = (x - rm) * invstd *
+ * w + b with invstd = (rv + eps)^-1/2; mean = rm and invstd are outputs.
+ * Gradients go to x, weight, bias and also to rm and rv (torch treats the
+ * running statistics as buffers without gradient; here they are ordinary
+ * inputs, so the rule gives their true derivative). */
+static int batch_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x0 = c->in[0], *rm0 = c->in[1], *rv0 = c->in[2], *w0 = c->in[3],
+                *b0 = c->in[4];
+    int training = c->attrs[0].i != 0, nd = x0->ndim, axes[FERN_MAX_DIMS], na = 0;
+    for (int d = 0; d < nd; d++)
+        if (d != 1)
+            axes[na++] = d;
+    int64_t C = x0->shape[1], count = fern_tensor_numel(x0) / (C ? C : 1);
+    fern_tensor *x = to_f32_if_half(x0), *w = to_f32_if_half(w0);
+    fern_tensor *g0 = to_f32_if_half(g[0]), *g1 = to_f32_if_half(g[1]),
+                *g2 = to_f32_if_half(g[2]);
+    fern_tensor *inv = to_f32_if_half(c->out[2]);
+    fern_tensor *inv_b = chan_view(inv, x0), *w_b = w0 ? chan_view(w, x0) : NULL;
+    fern_tensor *dx = NULL;
+    if (training) {
+        fern_tensor *mean_b = chan_view(to_f32_if_half(c->out[1]), x0);
+        fern_tensor *xhat = fern_mul(fern_sub(x, mean_b), inv_b);
+        if (g0) {
+            fern_tensor *gy = w_b ? fern_mul(g0, w_b) : g0;
+            dx = norm_dx(gy, xhat, inv_b, axes, na);
+            if (w0 && !(gi[3] = fern__sum_to(fern_sum(fern_mul(g0, xhat), axes, na, 0), w0)))
+                return -1;
+            if (b0 && !(gi[4] = fern__sum_to(fern_sum(g0, axes, na, 0), b0)))
+                return -1;
+        }
+        if (count > 0 && (g1 || g2)) {
+            /* per-channel terms: g1/n + g2 * (-invstd^2/n) * xhat */
+            fern_tensor *t = NULL;
+            if (g1)
+                t = fern_expand(fern_mul_scalar(chan_view(g1, x0), 1.0 / (double)count), nd,
+                                x0->shape);
+            if (g2) {
+                fern_tensor *s = fern_mul(fern_mul(chan_view(g2, x0), fern_mul(inv_b, inv_b)),
+                                          xhat);
+                s = fern_mul_scalar(s, -1.0 / (double)count);
+                t = t ? fern_add(t, s) : s;
+            }
+            dx = dx ? fern_add(dx, t) : t;
+        }
+    } else {
+        fern_tensor *rm = to_f32_if_half(rm0);
+        fern_tensor *drm = g1, *dinv = g2;
+        if (g0) {
+            fern_tensor *gw = w_b ? fern_mul(g0, w_b) : g0;
+            fern_tensor *xm = fern_sub(x, chan_view(rm, x0));
+            dx = fern_mul(gw, inv_b);
+            fern_tensor *srm = fern_neg(fern_sum(dx, axes, na, 0));
+            fern_tensor *sinv = fern_sum(fern_mul(gw, xm), axes, na, 0);
+            drm = drm ? fern_add(drm, srm) : srm;
+            dinv = dinv ? fern_add(dinv, sinv) : sinv;
+            if (w0 && !(gi[3] = fern__sum_to(
+                            fern_sum(fern_mul(g0, fern_mul(xm, inv_b)), axes, na, 0), w0)))
+                return -1;
+            if (b0 && !(gi[4] = fern__sum_to(fern_sum(g0, axes, na, 0), b0)))
+                return -1;
+        }
+        if (drm && !(gi[1] = fern__sum_to(drm, rm0)))
+            return -1;
+        /* d invstd / d rv = -invstd^3 / 2 */
+        if (dinv) {
+            fern_tensor *inv3 = fern_mul(inv, fern_mul(inv, inv));
+            fern_tensor *d = fern_mul(dinv, fern_mul_scalar(inv3, -0.5));
+            if (!(gi[2] = fern__sum_to(d, rv0)))
+                return -1;
+        }
+    }
+    if (dx && !(gi[0] = fern__sum_to(dx, x0)))
+        return -1;
+    return 0;
+}
+
+/* group_norm: layer_norm over (N, G, C/G * S) and a per-channel affine. */
+static int group_norm_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x0 = c->in[0], *w0 = c->in[1], *b0 = c->in[2];
+    int nd = x0->ndim, axes[FERN_MAX_DIMS], na = 0, two = 2;
+    for (int d = 0; d < nd; d++)
+        if (d != 1)
+            axes[na++] = d;
+    int64_t G = c->attrs[0].i, N = x0->shape[0];
+    int64_t D = x0->shape[1] / G * fern__numel(nd - 2, x0->shape + 2);
+    int64_t gshape[3] = {N, G, D};
+    fern_tensor *x = to_f32_if_half(x0), *w = to_f32_if_half(w0), *g0 = to_f32_if_half(g[0]);
+    fern_tensor *rstd = NULL;
+    fern_tensor *xhat_r = normalize(fern_reshape(x, 3, gshape), &two, 1, c->attrs[1].f, &rstd);
+    fern_tensor *gy = w0 ? fern_mul(g0, chan_view(w, x0)) : g0;
+    fern_tensor *dx = norm_dx(fern_reshape(gy, 3, gshape), xhat_r, rstd, &two, 1);
+    gi[0] = fern__sum_to(fern_reshape(dx, nd, x0->shape), x0);
+    if (!gi[0])
+        return -1;
+    if (w0) {
+        fern_tensor *xhat = fern_reshape(xhat_r, nd, x0->shape);
+        if (!(gi[1] = fern__sum_to(fern_sum(fern_mul(g0, xhat), axes, na, 0), w0)))
+            return -1;
+    }
+    if (b0 && !(gi[2] = fern__sum_to(fern_sum(g0, axes, na, 0), b0)))
+        return -1;
+    return 0;
 }
 
 const fern_op_def *const fern_ops_norm[] = {&op_softmax,    &op_log_softmax, &op_layer_norm,

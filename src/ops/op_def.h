@@ -31,6 +31,7 @@ typedef struct fern_op_call {
     int out_ndim[FERN_MAX_OUTPUTS];
     int64_t out_shape[FERN_MAX_OUTPUTS][FERN_MAX_DIMS];
     fern_tensor *out[FERN_MAX_OUTPUTS];
+    int rng_drawn; /* random ops: the seed/offset attrs came from the generator */
 } fern_op_call;
 
 typedef int (*fern_infer_fn)(fern_op_call *c);  /* 0, or -1 with error set */

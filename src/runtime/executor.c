@@ -258,7 +258,7 @@ static fern_status run_graph(const fern_graph *g, int n_in, fern_tensor *const *
         if (n->kind == FERN_NODE_OP) {
             const fern_attr *attrs = n->attrs;
             fern_attr fresh[32];
-            if (n->op->flags & FERN_OPF_RANDOM) { /* each run draws anew */
+            if ((n->op->flags & FERN_OPF_RANDOM) && !n->pinned_seed) { /* each run draws anew */
                 memcpy(fresh, n->attrs, (size_t)n->op->n_attrs * sizeof *fresh);
                 uint64_t seed, offset;
                 fern__rng_next(&seed, &offset);

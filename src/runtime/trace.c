@@ -105,7 +105,7 @@ static int trace_op(fern_op_call *call, void *ud)
     /* A random op's public function took a draw from the generator; the
      * traced node draws at each run instead, so give the trace's draw back:
      * graph mode then consumes the same draws as pynative mode. */
-    if (call->op->flags & FERN_OPF_RANDOM)
+    if ((call->op->flags & FERN_OPF_RANDOM) && call->rng_drawn)
         fern_rng_set_offset(fern_rng_offset() - 1);
     int ins[FERN_MAX_INPUTS];
     for (int i = 0; i < call->n_in; i++) {
@@ -116,6 +116,7 @@ static int trace_op(fern_op_call *call, void *ud)
     int node = fern__ir_add_node(g, FERN_NODE_OP, call->op, call->attrs, call->n_in, ins, call->n_out);
     if (node < 0)
         return -1;
+    g->nodes[node].pinned_seed = (call->op->flags & FERN_OPF_RANDOM) && !call->rng_drawn;
     for (int k = 0; k < call->n_out; k++) {
         int v = fern__ir_add_value(g, call->out_dtype[k], call->out_ndim[k], call->out_shape[k], node, k);
         if (v < 0)

@@ -4,7 +4,8 @@ interpolate), from PyTorch and NumPy.
 dropout's mask comes from Philox4x32-10 (Random123): element i is kept iff
 word i%4 of Philox(key=seed, counter=(lo=i//4, hi=offset)) is at least
 ceil(p * 2^32). The Philox below is an independent Python implementation
-checked against the Random123 known-answer vectors at import time."""
+checked against the Random123 known-answer vectors at import time. The op
+has two outputs, y and the bool keep-mask (like torch.native_dropout)."""
 import math
 
 import numpy as np
@@ -56,29 +57,49 @@ def dropout_ref(x, p, seed, offset):
     return np.where(keep, flat * scale, x.dtype.type(0)).reshape(x.shape).astype(x.dtype)
 
 
+def dropout_mask(x, p, seed, offset):
+    flat = x.reshape(-1)
+    thr = math.ceil(p * 4294967296.0)
+    words = []
+    for b in range((flat.size + 3) // 4):
+        words.extend(philox(seed, offset, b))
+    return (np.array(words[:flat.size], dtype=np.uint64) >= thr).reshape(x.shape)
+
+
+def dropout_outs(x, p, seed, offset, dt=None):
+    y = dropout_ref(x, p, seed, offset)
+    return [y if dt is None else y.astype(dt), dropout_mask(x, p, seed, offset)]
+
+
 # ---- dropout ----------------------------------------------------------------
 x = cs.rand((3, 50), low=-2, high=2)
 for p, seed, off in ((0.3, 1234, 0), (0.5, 0xDEADBEEF12345, 7), (0.9, 42, 3)):
-    cs.case("dropout_p%g" % p, "dropout", [x], [dropout_ref(x, p, seed, off)],
+    cs.case("dropout_p%g" % p, "dropout", [x], dropout_outs(x, p, seed, off),
             {"p": p, "training": 1, "seed": seed, "offset": off})
 xd = cs.rand((4, 5, 3), dtype=np.float64)
-cs.case("dropout_f64", "dropout", [xd], [dropout_ref(xd, 0.25, 99, 12)],
+cs.case("dropout_f64", "dropout", [xd], dropout_outs(xd, 0.25, 99, 12),
         {"p": 0.25, "training": 1, "seed": 99, "offset": 12})
+xz = x.copy()
+xz[:, ::3] = 0.0  # zeros, kept or dropped: the mask output is what tells them apart
+cs.case("dropout_zeros", "dropout", [xz], dropout_outs(xz, 0.5, 17, 4),
+        {"p": 0.5, "training": 1, "seed": 17, "offset": 4})
 xt = cs.rand((6, 5))
 cs.case("dropout_noncontig", "dropout", [In(xt, view=[("permute", [1, 0])])],
-        [dropout_ref(np.ascontiguousarray(xt.T), 0.4, 5, 1)], {"p": 0.4, "seed": 5, "offset": 1})
+        dropout_outs(np.ascontiguousarray(xt.T), 0.4, 5, 1), {"p": 0.4, "seed": 5, "offset": 1})
 xh = cs.rand((2, 9)).astype(np.float16)
-cs.case("dropout_f16", "dropout", [xh],
-        [dropout_ref(xh.astype(np.float32), 0.5, 8, 2).astype(np.float16)], {"p": 0.5, "seed": 8, "offset": 2})
+cs.case("dropout_f16", "dropout", [xh], dropout_outs(xh.astype(np.float32), 0.5, 8, 2, np.float16),
+        {"p": 0.5, "seed": 8, "offset": 2})
 s = np.array(1.5, np.float32)
-cs.case("dropout_0d", "dropout", [s], [dropout_ref(s, 0.5, 3, 0)], {"p": 0.5, "seed": 3, "offset": 0})
-cs.case("dropout_empty", "dropout", [np.zeros((0, 3), np.float32)], [np.zeros((0, 3), np.float32)],
-        {"p": 0.5, "seed": 3, "offset": 0})
-cs.case("dropout_eval", "dropout", [x], [x], {"p": 0.5, "training": 0})
-cs.case("dropout_p0", "dropout", [x], [x], {"p": 0.0, "training": 1})
-cs.case("dropout_p1", "dropout", [x], [np_(F.dropout(T(x), 1.0, training=True))], {"p": 1.0, "training": 1})
-cs.case("dropout_eval_noncontig", "dropout", [In(xt, view=[("permute", [1, 0])])], [xt.T],
-        {"p": 0.5, "training": 0})
+cs.case("dropout_0d", "dropout", [s], dropout_outs(s, 0.5, 3, 0), {"p": 0.5, "seed": 3, "offset": 0})
+cs.case("dropout_empty", "dropout", [np.zeros((0, 3), np.float32)],
+        [np.zeros((0, 3), np.float32), np.zeros((0, 3), np.bool_)], {"p": 0.5, "seed": 3, "offset": 0})
+keep_all = np.ones(x.shape, np.bool_)
+cs.case("dropout_eval", "dropout", [x], [x, keep_all], {"p": 0.5, "training": 0})
+cs.case("dropout_p0", "dropout", [x], [x, keep_all], {"p": 0.0, "training": 1})
+cs.case("dropout_p1", "dropout", [x], [np_(F.dropout(T(x), 1.0, training=True)), ~keep_all],
+        {"p": 1.0, "training": 1})
+cs.case("dropout_eval_noncontig", "dropout", [In(xt, view=[("permute", [1, 0])])],
+        [xt.T, np.ones(xt.T.shape, np.bool_)], {"p": 0.5, "training": 0})
 cs.error("dropout_p_big", "dropout", [x], "between 0 and 1", {"p": 1.5})
 cs.error("dropout_p_neg", "dropout", [x], "between 0 and 1", {"p": -0.1})
 cs.error("dropout_int", "dropout", [np.ones((3,), np.int64)], "float", {"p": 0.5})

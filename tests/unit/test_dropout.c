@@ -1,6 +1,7 @@
 /* fern_dropout: mask statistics, the 1/(1-p) scaling, determinism under
  * fern_seed, independence from the thread count, the generator's offset
- * bookkeeping, the identity cases (eval, p = 0) and errors. */
+ * bookkeeping, the identity cases (eval, p = 0), errors, and the gradient
+ * (the forward's own mask, in both modes, also where x is zero). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -177,15 +178,19 @@ static void test_determinism_and_offset(void **state)
     at[1].i = 1;
     at[2].i = 31;
     at[3].i = 5;
-    fern_tensor *byname = NULL;
-    assert_int_equal(fern_op_invoke("dropout", 1, &x, 4, names, at, 1, &byname), FERN_OK);
-    assert_true(same_values(pub, byname));
+    fern_tensor *byname[2] = {NULL, NULL};
+    assert_int_equal(fern_op_invoke("dropout", 1, &x, 4, names, at, 2, byname), FERN_OK);
+    assert_true(same_values(pub, byname[0]));
+    /* output 1 is the bool keep-mask */
+    assert_int_equal(fern_tensor_dtype(byname[1]), FERN_BOOL);
+    for (int64_t i = 0; i < 5000; i++)
+        assert_true(fern_tensor_get_flat(byname[1], i) == (fern_tensor_get_flat(pub, i) != 0.0));
     /* by name without a seed draws from the generator */
     fern_seed(31);
     fern_rng_set_offset(5);
-    fern_tensor *drawn = NULL;
-    assert_int_equal(fern_op_invoke("dropout", 1, &x, 2, names, at, 1, &drawn), FERN_OK);
-    assert_true(same_values(pub, drawn));
+    fern_tensor *drawn[2] = {NULL, NULL};
+    assert_int_equal(fern_op_invoke("dropout", 1, &x, 2, names, at, 2, drawn), FERN_OK);
+    assert_true(same_values(pub, drawn[0]));
     assert_int_equal(fern_rng_offset(), 6);
     fern_scope_end();
 }
@@ -264,6 +269,69 @@ static void test_identity_and_extremes(void **state)
     assert_int_equal(fern_alloc_get_stats(FERN_CPU).current_bytes, before);
 }
 
+/* ---- gradient ------------------------------------------------------------ */
+
+static int drop_body(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    out[0] = fern_dropout(in[0], *(const double *)ud, 1);
+    return out[0] ? 0 : -1;
+}
+
+/* dx = mask / (1 - p) with the forward's mask: exact in f64, right where x
+ * is zero (y = 0 there whether kept or not), and the same in graph mode,
+ * where the forward node draws its seed at run time. */
+static void test_gradient(void **state)
+{
+    (void)state;
+    fern_scope_begin();
+    const int64_t n = 203;
+    const double p = 0.3;
+    fern_tensor *x = fern_empty(FERN_F64, 1, &n);
+    for (int64_t i = 0; i < n; i++)
+        fern_tensor_set(x, &i, i % 5 == 0 ? 0.0 : 1.0 + (double)(i % 3));
+    fern_fn *f = fern_fn_new(drop_body, (void *)&p, 1, 1);
+    fern_tensor *ones = fern_ones_like(x); /* (NULL cotangents would run f twice) */
+    fern_seed(77);
+    fern_tensor *y = NULL, *g = NULL;
+    assert_int_equal(fern_vjp(f, 1, &x, &ones, &y, &g), FERN_OK);
+    uint64_t thr = (uint64_t)ceil(p * 4294967296.0);
+    int64_t kept_zero = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        fern__philox(77, 0, (uint64_t)(i / 4), w);
+        int keep = (uint64_t)w[i % 4] >= thr;
+        double want = keep ? 1.0 / (1.0 - p) : 0.0;
+        if (fern_tensor_get_flat(g, i) != want)
+            fail_msg("element %lld: gradient %g, expected %g", (long long)i,
+                     fern_tensor_get_flat(g, i), want);
+        kept_zero += keep && i % 5 == 0;
+    }
+    assert_true(kept_zero > 0); /* the case a (y != 0) mask would get wrong */
+    /* graph mode: the same draw, and the backward uses the forward's mask */
+    fern_fn *gs = fern_grad_with_sens(f);
+    fern_tensor *args[2] = {x, ones};
+    fern_seed(77);
+    fern_set_mode(FERN_GRAPH_MODE);
+    fern_tensor *gg = NULL;
+    fern_status st = fern_call(gs, 2, args, 1, &gg);
+    fern_set_mode(FERN_PYNATIVE_MODE);
+    assert_int_equal(st, FERN_OK);
+    assert_true(same_values(g, gg));
+    /* eval / p = 0 are the identity, p = 1 has zero gradient */
+    const double ps[2] = {0.0, 1.0};
+    for (int k = 0; k < 2; k++) {
+        fern_fn *fk = fern_fn_new(drop_body, (void *)&ps[k], 1, 1);
+        fern_tensor *yk = NULL, *gk = NULL;
+        assert_int_equal(fern_vjp(fk, 1, &x, &ones, &yk, &gk), FERN_OK);
+        for (int64_t i = 0; i < n; i++)
+            assert_true(fern_tensor_get_flat(gk, i) == (k ? 0.0 : 1.0));
+        fern_fn_release(fk);
+    }
+    fern_fn_release(gs);
+    fern_fn_release(f);
+    fern_scope_end();
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -300,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_determinism_and_offset),
         cmocka_unit_test(test_thread_count_independent),
         cmocka_unit_test(test_identity_and_extremes),
+        cmocka_unit_test(test_gradient),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
