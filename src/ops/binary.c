@@ -337,11 +337,79 @@ static int bin_kernel(fern_op_call *c)
 
 #define DT_NUM (FERN_DT_FLOAT | FERN_DT_INT | FERN_DT(FERN_BOOL))
 
+
+/* ---- gradient rules (public ops only: they trace and differentiate again) --
+ * Each cotangent is summed back over broadcast dimensions (fern__sum_to),
+ * which also casts it to its input's dtype. */
+
+#define GRAD2(NAME, GA, GB)                                                                   \
+    static int NAME##_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)  \
+    {                                                                                         \
+        fern_tensor *a = c->in[0], *b = c->in[1], *y = c->out[0], *g = gs[0];                 \
+        /* compute in the result dtype (an integer operand would overflow) */                 \
+        if (a->dtype != y->dtype)                                                             \
+            a = fern_cast(a, y->dtype);                                                       \
+        if (b->dtype != y->dtype)                                                             \
+            b = fern_cast(b, y->dtype);                                                       \
+        (void)a;                                                                              \
+        (void)b;                                                                              \
+        (void)y;                                                                              \
+        if (fern_dtype_is_float(c->in[0]->dtype))                                             \
+            gi[0] = fern__sum_to((GA), c->in[0]);                                             \
+        if (fern_dtype_is_float(c->in[1]->dtype))                                             \
+            gi[1] = fern__sum_to((GB), c->in[1]);                                             \
+        return 0;                                                                             \
+    }
+
+static fern_tensor *like(const fern_tensor *t, double v) { return fern_scalar(t->dtype, v); }
+
+/* 1 where p, 0.5 where tie, 0 elsewhere */
+static fern_tensor *share(fern_tensor *win, fern_tensor *tie, fern_dtype dt)
+{
+    return fern_add(fern_cast(win, dt), fern_mul_scalar(fern_cast(tie, dt), 0.5));
+}
+
+GRAD2(add, g, g)
+GRAD2(sub, g, fern_neg(g))
+GRAD2(mul, fern_mul(g, b), fern_mul(g, a))
+GRAD2(div, fern_div(g, b), fern_neg(fern_div(fern_mul(g, y), b)))
+/* d/da a^b = b a^(b-1); d/db = a^b log a (0 where a == 0, like torch) */
+GRAD2(pow, fern_mul(g, fern_mul(b, fern_pow(a, fern_sub(b, like(b, 1))))),
+      fern_mul(g, fern_where(fern_eq(a, like(a, 0)), like(y, 0), fern_mul(y, fern_log(a)))))
+GRAD2(maximum, fern_mul(g, share(fern_gt(a, b), fern_eq(a, b), g->dtype)),
+      fern_mul(g, share(fern_gt(b, a), fern_eq(a, b), g->dtype)))
+GRAD2(minimum, fern_mul(g, share(fern_lt(a, b), fern_eq(a, b), g->dtype)),
+      fern_mul(g, share(fern_lt(b, a), fern_eq(a, b), g->dtype)))
+/* atan2(a, b): da = b / (a^2 + b^2), db = -a / (a^2 + b^2) */
+GRAD2(atan2, fern_div(fern_mul(g, b), fern_add(fern_square(a), fern_square(b))),
+      fern_neg(fern_div(fern_mul(g, a), fern_add(fern_square(a), fern_square(b)))))
+/* fmod(a, b) = a - trunc(a/b) b: da = 1, db = -trunc(a/b) = -(a - y)/b */
+GRAD2(fmod, g, fern_neg(fern_mul(g, fern_div(fern_sub(a, y), b))))
+
+#define op_add_grad add_grad
+#define op_sub_grad sub_grad
+#define op_mul_grad mul_grad
+#define op_div_grad div_grad
+#define op_pow_grad pow_grad
+#define op_maximum_grad maximum_grad
+#define op_minimum_grad minimum_grad
+#define op_atan2_grad atan2_grad
+#define op_fmod_grad fmod_grad
+#define op_eq_grad NULL
+#define op_ne_grad NULL
+#define op_lt_grad NULL
+#define op_le_grad NULL
+#define op_gt_grad NULL
+#define op_ge_grad NULL
+#define op_logical_and_grad NULL
+#define op_logical_or_grad NULL
+#define op_logical_xor_grad NULL
+
 #define BINOP(VAR, NAME, KIND, GRAIN, DTYPES, FLAGS, DOC, ...)                                \
     static const bin_op VAR = {                                                              \
         .def = {.name = NAME, .n_inputs = 2, .n_outputs = 1, .infer = bin_infer,             \
                 .kernel = {[FERN_CPU] = bin_kernel}, .dtypes = DTYPES, .dtype_arg = -1,      \
-                .flags = FLAGS, .doc = DOC},                                                 \
+                .flags = FLAGS, .doc = DOC, .grad = VAR##_grad},                             \
         .kind = KIND, .grain = GRAIN, .rows = {__VA_ARGS__}};
 
 #define HV FERN_OPF_HALF_VIA_F32
@@ -474,10 +542,22 @@ static int where_kernel(fern_op_call *c)
     return 0;
 }
 
+/* cond routes the cotangent: a gets it where cond holds, b elsewhere */
+static int where_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *cond = c->in[0], *a = c->in[1], *b = c->in[2], *g = gs[0];
+    fern_tensor *zero = fern_zeros_like(g);
+    if (fern_dtype_is_float(a->dtype))
+        gi[1] = fern__sum_to(fern_where(cond, g, zero), a);
+    if (fern_dtype_is_float(b->dtype))
+        gi[2] = fern__sum_to(fern_where(cond, zero, g), b);
+    return 0;
+}
+
 static const fern_op_def op_where = {
     .name = "where", .n_inputs = 3, .n_outputs = 1, .infer = where_infer,
     .kernel = {[FERN_CPU] = where_kernel}, .dtypes = FERN_DT_ALL, .dtype_arg = -1,
-    .doc = "cond ? a : b with cond, a, b broadcast together (cond bool or u8)"};
+    .doc = "cond ? a : b with cond, a, b broadcast together (cond bool or u8)", .grad = where_grad};
 
 fern_tensor *fern_where(fern_tensor *cond, fern_tensor *a, fern_tensor *b)
 {

@@ -144,6 +144,47 @@ static int check_n_inputs(const char *op, fern_tensor *const *xs, int n)
     return 0;
 }
 
+/* ---- gradient helpers ---------------------------------------------------
+ * Gradient rules use public ops only (they trace and are differentiable
+ * themselves); index inputs get no cotangent. */
+
+static int is_float(const fern_tensor *t) { return t && fern_dtype_is_float(t->dtype); }
+
+/* g cast to t's dtype (an input whose dtype the op promoted). */
+static fern_tensor *cast_like(fern_tensor *g, const fern_tensor *t)
+{
+    return g && g->dtype != t->dtype ? fern_cast(g, t->dtype) : g;
+}
+
+/* Zero-pad g at the end of every dim up to `like`'s shape (scatter's src
+ * may be larger than its index). */
+static fern_tensor *pad_to(fern_tensor *g, const fern_tensor *like)
+{
+    if (!g)
+        return NULL;
+    int64_t pads[2 * FERN_MAX_DIMS] = {0};
+    int nd = like->ndim, any = 0;
+    for (int d = 0; d < nd; d++) {
+        pads[2 * (nd - 1 - d) + 1] = like->shape[d] - g->shape[d];
+        any |= like->shape[d] != g->shape[d];
+    }
+    return any ? fern_pad(g, pads, 2 * nd, FERN_PAD_CONSTANT, 0.0) : g;
+}
+
+static int64_t numel_of(int nd, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++)
+        n *= shape[d];
+    return n;
+}
+
+/* The axis attribute normalized against ndim (0-d tensors act as 1-d). */
+static int norm_axis(int64_t axis, int ndim)
+{
+    return (int)(axis < 0 ? axis + (ndim ? ndim : 1) : axis);
+}
+
 /* ---- concat ------------------------------------------------------------ */
 
 static const fern_attr_spec axis_attrs[] = {{"axis", FERN_ATTR_INT, 0, NULL}};
@@ -218,10 +259,33 @@ static int concat_kernel(fern_op_call *c)
     return 0;
 }
 
+/* Each input's cotangent is its slice of g (cast back if promoted). */
+static int concat_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0])
+        return 0;
+    int nd = g[0]->ndim, axis = norm_axis(c->attrs[0].i, nd);
+    int64_t pos = 0;
+    for (int i = 0; i < c->n_in; i++) {
+        const fern_tensor *t = c->in[i];
+        if (t->ndim != nd) /* a skipped 1-d empty tensor */
+            continue;
+        int64_t len = t->shape[axis];
+        if (is_float(t)) {
+            gi[i] = cast_like(fern_slice(g[0], axis, pos, pos + len, 1), t);
+            if (!gi[i])
+                return -1;
+        }
+        pos += len;
+    }
+    return 0;
+}
+
 static const fern_op_def op_concat = {
     .name = "concat", .n_inputs = -1, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = concat_infer, .kernel = {[FERN_CPU] = concat_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "join tensors along an existing axis (dtypes promote like torch.cat)"};
+    .dtype_arg = 0, .doc = "join tensors along an existing axis (dtypes promote like torch.cat)",
+    .grad = concat_grad};
 
 fern_tensor *fern_concat(fern_tensor *const *xs, int n, int axis)
 {
@@ -281,10 +345,29 @@ static int stack_kernel(fern_op_call *c)
     return 0;
 }
 
+/* Input i's cotangent is g's i-th slice along the new axis, squeezed. */
+static int stack_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0])
+        return 0;
+    int axis = norm_axis(c->attrs[0].i, g[0]->ndim);
+    for (int i = 0; i < c->n_in; i++) {
+        const fern_tensor *t = c->in[i];
+        if (!is_float(t))
+            continue;
+        fern_tensor *s = fern_slice(g[0], axis, i, i + 1, 1);
+        gi[i] = cast_like(s ? fern_reshape(s, t->ndim, t->shape) : NULL, t);
+        if (!gi[i])
+            return -1;
+    }
+    return 0;
+}
+
 static const fern_op_def op_stack = {
     .name = "stack", .n_inputs = -1, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = stack_infer, .kernel = {[FERN_CPU] = stack_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "join equal-shaped tensors along a new axis (dtypes promote)"};
+    .dtype_arg = 0, .doc = "join equal-shaped tensors along a new axis (dtypes promote)",
+    .grad = stack_grad};
 
 fern_tensor *fern_stack(fern_tensor *const *xs, int n, int axis)
 {
@@ -465,10 +548,22 @@ static int gather_kernel(fern_op_call *c)
     return gather_run(c, &j, "dimension");
 }
 
+/* x's cotangent: g added into zeros at the gathered positions. */
+static int gather_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *idx = c->in[1];
+    if (!g[0] || !is_float(x))
+        return 0;
+    fern_tensor *z = fern_zeros_like(x);
+    gi[0] = z ? fern_scatter_add(z, (int)c->attrs[0].i, idx, g[0]) : NULL;
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_gather = {
     .name = "gather", .n_inputs = 2, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = gather_infer, .kernel = {[FERN_CPU] = gather_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "torch.gather: out[i][j] = x[index[i][j]][j] (axis 0)"};
+    .dtype_arg = 0, .doc = "torch.gather: out[i][j] = x[index[i][j]][j] (axis 0)",
+    .grad = gather_grad};
 
 fern_tensor *fern_gather(fern_tensor *x, int axis, fern_tensor *index)
 {
@@ -526,11 +621,37 @@ static int take_kernel(fern_op_call *c)
     return gather_run(c, &j, "axis");
 }
 
+/* Negative indices made positive, the index broadcast to the output's
+ * shape, g added into zeros of the output's shape with x's size on the
+ * axis, then summed over the dims where x was broadcast. */
+static int take_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *idx = c->in[1];
+    if (!g[0] || !is_float(x))
+        return 0;
+    int nd = g[0]->ndim, axis = norm_axis(c->attrs[0].i, nd);
+    int64_t size = x->ndim ? x->shape[axis] : 1;
+    fern_tensor *zero = fern_zeros(idx->dtype, 0, NULL);
+    fern_tensor *neg = zero ? fern_lt(idx, zero) : NULL;
+    fern_tensor *wrapped = neg ? fern_add_scalar(idx, (double)size) : NULL;
+    fern_tensor *pos = wrapped ? fern_where(neg, wrapped, idx) : NULL;
+    if (pos && memcmp(pos->shape, g[0]->shape, sizeof(int64_t) * (size_t)nd) != 0)
+        pos = fern_expand(pos, nd, g[0]->shape);
+    int64_t shape[FERN_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        shape[d] = d == axis ? size : g[0]->shape[d];
+    fern_tensor *z = pos ? fern_zeros(x->dtype, nd, shape) : NULL;
+    fern_tensor *r = z ? fern_scatter_add(z, axis, pos, g[0]) : NULL;
+    gi[0] = r ? fern__sum_to(r, x) : NULL;
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_take_along_axis = {
     .name = "take_along_axis", .n_inputs = 2, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = take_infer, .kernel = {[FERN_CPU] = take_kernel}, .dtypes = FERN_DT_ALL,
     .dtype_arg = 0,
-    .doc = "numpy.take_along_axis: gather whose index broadcasts; negative indices count from the end"};
+    .doc = "numpy.take_along_axis: gather whose index broadcasts; negative indices count from the end",
+    .grad = take_grad};
 
 fern_tensor *fern_take_along_axis(fern_tensor *x, fern_tensor *index, int axis)
 {
@@ -580,11 +701,31 @@ static int index_select_kernel(fern_op_call *c)
     return gather_run(c, &j, "dimension");
 }
 
+/* Index-add: the 1-d index laid along the axis and expanded to g's shape,
+ * g added into zeros at those positions. */
+static int index_select_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *idx = c->in[1];
+    if (!g[0] || !is_float(x))
+        return 0;
+    int nd = x->ndim, axis = norm_axis(c->attrs[0].i, nd);
+    int64_t shape[FERN_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        shape[d] = d == axis ? fern_tensor_numel(idx) : 1;
+    fern_tensor *e = fern_reshape(idx, nd, shape);
+    if (e && nd)
+        e = fern_expand(e, nd, g[0]->shape);
+    fern_tensor *z = e ? fern_zeros_like(x) : NULL;
+    gi[0] = z ? fern_scatter_add(z, axis, e, g[0]) : NULL;
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_index_select = {
     .name = "index_select", .n_inputs = 2, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = index_select_infer, .kernel = {[FERN_CPU] = index_select_kernel},
     .dtypes = FERN_DT_ALL, .dtype_arg = 0,
-    .doc = "torch.index_select: entries of a 1-d index along one axis"};
+    .doc = "torch.index_select: entries of a 1-d index along one axis",
+    .grad = index_select_grad};
 
 fern_tensor *fern_index_select(fern_tensor *x, int axis, fern_tensor *index)
 {
@@ -768,18 +909,56 @@ static int scatter_run(fern_op_call *c, int add)
 static int scatter_kernel(fern_op_call *c) { return scatter_run(c, 0); }
 static int scatter_add_kernel(fern_op_call *c) { return scatter_run(c, 1); }
 
+/* src's cotangent (both ops): g gathered at the index, zero where src
+ * extends beyond the index. With repeated indices scatter keeps one write;
+ * like torch, every src element written still gets its gathered value. */
+static int scatter_src_grad(const fern_op_call *c, fern_tensor *g, fern_tensor **gi)
+{
+    fern_tensor *idx = c->in[1], *src = c->in[2];
+    if (!is_float(src))
+        return 0;
+    gi[2] = pad_to(fern_gather(g, (int)c->attrs[0].i, idx), src);
+    return gi[2] ? 0 : -1;
+}
+
+/* x's cotangent: g with the overwritten positions zeroed. */
+static int scatter_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *idx = c->in[1];
+    if (!g[0])
+        return 0;
+    if (is_float(x)) {
+        fern_tensor *z = fern_zeros(g[0]->dtype, idx->ndim, idx->shape);
+        gi[0] = z ? fern_scatter(g[0], (int)c->attrs[0].i, idx, z) : NULL;
+        if (!gi[0])
+            return -1;
+    }
+    return scatter_src_grad(c, g[0], gi);
+}
+
+static int scatter_add_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0])
+        return 0;
+    if (is_float(c->in[0]))
+        gi[0] = g[0];
+    return scatter_src_grad(c, g[0], gi);
+}
+
 static const fern_op_def op_scatter = {
     .name = "scatter", .n_inputs = 3, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = scatter_infer, .kernel = {[FERN_CPU] = scatter_kernel}, .dtypes = FERN_DT_ALL,
     .dtype_arg = 0,
-    .doc = "out-of-place torch.scatter: copy of x with src written at index along axis"};
+    .doc = "out-of-place torch.scatter: copy of x with src written at index along axis",
+    .grad = scatter_grad};
 
 static const fern_op_def op_scatter_add = {
     .name = "scatter_add", .n_inputs = 3, .n_outputs = 1, .attrs = axis_attrs, .n_attrs = 1,
     .infer = scatter_infer, .kernel = {[FERN_CPU] = scatter_add_kernel},
     .dtypes = FERN_DT_FLOAT | FERN_DT_INT | FERN_DT(FERN_BOOL), .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32,
-    .doc = "out-of-place torch.scatter_add: copy of x with src added at index along axis"};
+    .doc = "out-of-place torch.scatter_add: copy of x with src added at index along axis",
+    .grad = scatter_add_grad};
 
 fern_tensor *fern_scatter(fern_tensor *x, int axis, fern_tensor *index, fern_tensor *src)
 {
@@ -891,10 +1070,43 @@ static int tile_kernel(fern_op_call *c)
     return 0;
 }
 
+/* Per tiled axis d: view g as (before, reps, size, after) and sum the reps;
+ * then drop the leading dims the reps added. */
+static int tile_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *t = g[0];
+    if (!t || !is_float(x))
+        return 0;
+    const fern_attr *r = &c->attrs[0];
+    int nd = t->ndim, lead = nd - x->ndim;
+    if (fern_tensor_numel(x) == 0 || fern_tensor_numel(t) == 0) {
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    int64_t cur[FERN_MAX_DIMS];
+    for (int d = 0; d < nd; d++)
+        cur[d] = t->shape[d];
+    for (int d = 0; d < nd && t; d++) {
+        int rd = d - (nd - r->n);
+        int64_t rep = rd >= 0 ? r->ints[rd] : 1, size = d < lead ? 1 : x->shape[d - lead];
+        if (rep == 1)
+            continue;
+        int64_t split[4] = {numel_of(d, cur), rep, size, numel_of(nd - d - 1, cur + d + 1)};
+        int one = 1;
+        t = fern_reshape(t, 4, split);
+        t = t ? fern_sum(t, &one, 1, 0) : NULL;
+        cur[d] = size;
+        t = t ? fern_reshape(t, nd, cur) : NULL;
+    }
+    gi[0] = t ? fern_reshape(t, x->ndim, x->shape) : NULL;
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_tile = {
     .name = "tile", .n_inputs = 1, .n_outputs = 1, .attrs = tile_attrs, .n_attrs = 1,
     .infer = tile_infer, .kernel = {[FERN_CPU] = tile_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "numpy.tile: repeat the whole tensor reps times per axis"};
+    .dtype_arg = 0, .doc = "numpy.tile: repeat the whole tensor reps times per axis",
+    .grad = tile_grad};
 
 fern_tensor *fern_tile(fern_tensor *x, const int64_t *reps, int n_reps)
 {
@@ -980,11 +1192,36 @@ static int repeat_kernel(fern_op_call *c)
     return 0;
 }
 
+/* View g as (before, n, repeats, after) and sum the repeats. */
+static int repeat_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    if (!g[0] || !is_float(x))
+        return 0;
+    if (fern_tensor_numel(x) == 0 || fern_tensor_numel(g[0]) == 0) {
+        gi[0] = fern_zeros_like(x);
+        return gi[0] ? 0 : -1;
+    }
+    int nd = x->ndim, axis = norm_axis(c->attrs[1].i, nd);
+    fern_tensor *t;
+    if (nd == 0) {
+        t = fern_sum(g[0], NULL, 0, 0);
+    } else {
+        int64_t split[4] = {numel_of(axis, x->shape), x->shape[axis], c->attrs[0].i,
+                            numel_of(nd - axis - 1, x->shape + axis + 1)};
+        int two = 2;
+        t = fern_reshape(g[0], 4, split);
+        t = t ? fern_sum(t, &two, 1, 0) : NULL;
+    }
+    gi[0] = t ? fern_reshape(t, nd, x->shape) : NULL;
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_repeat = {
     .name = "repeat", .n_inputs = 1, .n_outputs = 1, .attrs = repeat_attrs, .n_attrs = 2,
     .infer = repeat_infer, .kernel = {[FERN_CPU] = repeat_kernel}, .dtypes = FERN_DT_ALL,
     .dtype_arg = 0, .flags = FERN_OPF_CONTIG_INPUTS,
-    .doc = "numpy.repeat with one count: each slice along axis repeated"};
+    .doc = "numpy.repeat with one count: each slice along axis repeated", .grad = repeat_grad};
 
 fern_tensor *fern_repeat(fern_tensor *x, int64_t repeats, int axis)
 {
@@ -1046,10 +1283,23 @@ static int flip_kernel(fern_op_call *c)
     return 0;
 }
 
+static int flip_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0] || !is_float(c->in[0]))
+        return 0;
+    const fern_attr *a = &c->attrs[0];
+    int axes[FERN_ATTR_MAX_VALUES];
+    for (int k = 0; k < a->n; k++)
+        axes[k] = (int)a->ints[k];
+    gi[0] = fern_flip(g[0], axes, a->n);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_flip = {
     .name = "flip", .n_inputs = 1, .n_outputs = 1, .attrs = flip_attrs, .n_attrs = 1,
     .infer = flip_infer, .kernel = {[FERN_CPU] = flip_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "reverse the order along the given axes (none given: all axes)"};
+    .dtype_arg = 0, .doc = "reverse the order along the given axes (none given: all axes)",
+    .grad = flip_grad};
 
 fern_tensor *fern_flip(fern_tensor *x, const int *axes, int n_axes)
 {
@@ -1146,11 +1396,43 @@ static int roll_kernel(fern_op_call *c)
     return 0;
 }
 
+/* Roll back by the opposite shifts (reduced modulo the sizes first). */
+static int roll_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    if (!g[0] || !is_float(x))
+        return 0;
+    const fern_attr *sh = &c->attrs[0], *ax = &c->attrs[1];
+    int64_t shifts[FERN_ATTR_MAX_VALUES];
+    int axes[FERN_ATTR_MAX_VALUES];
+    if (ax->n == 0 || x->ndim == 0) { /* the flattened tensor */
+        int64_t n = fern_tensor_numel(x), total = 0;
+        if (n == 0 || x->ndim == 0) {
+            gi[0] = g[0];
+            return 0;
+        }
+        for (int k = 0; k < sh->n; k++)
+            total = pos_mod(total + pos_mod(sh->ints[k], n), n);
+        shifts[0] = -total;
+        gi[0] = fern_roll(g[0], shifts, NULL, 1);
+        return gi[0] ? 0 : -1;
+    }
+    for (int k = 0; k < ax->n; k++) {
+        int a = (int)(ax->ints[k] < 0 ? ax->ints[k] + x->ndim : ax->ints[k]);
+        int64_t n = x->shape[a];
+        shifts[k] = n ? -pos_mod(sh->ints[k], n) : 0;
+        axes[k] = a;
+    }
+    gi[0] = fern_roll(g[0], shifts, axes, ax->n);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_roll = {
     .name = "roll", .n_inputs = 1, .n_outputs = 1, .attrs = roll_attrs, .n_attrs = 2,
     .infer = roll_infer, .kernel = {[FERN_CPU] = roll_kernel}, .dtypes = FERN_DT_ALL,
     .dtype_arg = 0,
-    .doc = "numpy.roll: shift elements cyclically along axes (no axes: the flattened tensor)"};
+    .doc = "numpy.roll: shift elements cyclically along axes (no axes: the flattened tensor)",
+    .grad = roll_grad};
 
 fern_tensor *fern_roll(fern_tensor *x, const int64_t *shifts, const int *axes, int n)
 {
@@ -1240,15 +1522,34 @@ static int tri_run(fern_op_call *c, int upper)
 static int tril_kernel(fern_op_call *c) { return tri_run(c, 0); }
 static int triu_kernel(fern_op_call *c) { return tri_run(c, 1); }
 
+/* The same mask on the cotangent. */
+static int tril_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0] || !is_float(c->in[0]))
+        return 0;
+    gi[0] = fern_tril(g[0], c->attrs[0].i);
+    return gi[0] ? 0 : -1;
+}
+
+static int triu_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **gi)
+{
+    if (!g[0] || !is_float(c->in[0]))
+        return 0;
+    gi[0] = fern_triu(g[0], c->attrs[0].i);
+    return gi[0] ? 0 : -1;
+}
+
 static const fern_op_def op_tril = {
     .name = "tril", .n_inputs = 1, .n_outputs = 1, .attrs = tri_attrs, .n_attrs = 1,
     .infer = tri_infer, .kernel = {[FERN_CPU] = tril_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "keep elements on and below diagonal k of the last two dims"};
+    .dtype_arg = 0, .doc = "keep elements on and below diagonal k of the last two dims",
+    .grad = tril_grad};
 
 static const fern_op_def op_triu = {
     .name = "triu", .n_inputs = 1, .n_outputs = 1, .attrs = tri_attrs, .n_attrs = 1,
     .infer = tri_infer, .kernel = {[FERN_CPU] = triu_kernel}, .dtypes = FERN_DT_ALL,
-    .dtype_arg = 0, .doc = "keep elements on and above diagonal k of the last two dims"};
+    .dtype_arg = 0, .doc = "keep elements on and above diagonal k of the last two dims",
+    .grad = triu_grad};
 
 fern_tensor *fern_tril(fern_tensor *x, int64_t k)
 {

@@ -37,10 +37,13 @@ static int cast_kernel(fern_op_call *c)
     return 0;
 }
 
+static int cast_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi);
+
 static const fern_op_def op_cast = {
     .name = "cast", .n_inputs = 1, .n_outputs = 1, .attrs = cast_attrs, .n_attrs = 1,
     .infer = cast_infer, .kernel = {[FERN_CPU] = cast_kernel}, .dtypes = FERN_DT_ALL,
-    .flags = FERN_OPF_CONTIG_INPUTS, .doc = "convert to another dtype (floats to ints truncate)"};
+    .flags = FERN_OPF_CONTIG_INPUTS, .doc = "convert to another dtype (floats to ints truncate)",
+    .grad = cast_grad};
 
 fern_tensor *fern_cast(fern_tensor *x, fern_dtype dt)
 {
@@ -353,13 +356,163 @@ static int un_kernel(fern_op_call *c)
     return 0;
 }
 
+
+/* ---- gradient rules (public ops only: they trace and differentiate again) -- */
+
+static fern_tensor *scal(const fern_tensor *like, double v) { return fern_scalar(like->dtype, v); }
+/* g * [pred] with pred a bool tensor */
+static fern_tensor *mask_mul(fern_tensor *g, fern_tensor *pred) { return fern_mul(g, fern_cast(pred, g->dtype)); }
+
+#define GRAD1(NAME, EXPR)                                                                    \
+    static int NAME##_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi) \
+    {                                                                                        \
+        fern_tensor *x = c->in[0], *y = c->out[0], *g = gs[0];                               \
+        (void)x;                                                                             \
+        (void)y;                                                                             \
+        gi[0] = (EXPR);                                                                      \
+        return gi[0] ? 0 : -1;                                                               \
+    }
+
+GRAD1(neg, fern_neg(g))
+GRAD1(abs, fern_mul(g, fern_sign(x)))
+GRAD1(square, fern_mul(g, fern_mul_scalar(x, 2.0)))
+GRAD1(relu, mask_mul(g, fern_gt(x, scal(x, 0))))
+GRAD1(exp, fern_mul(g, y))
+GRAD1(expm1, fern_mul(g, fern_add_scalar(y, 1.0)))
+GRAD1(log, fern_div(g, x))
+GRAD1(log1p, fern_div(g, fern_add_scalar(x, 1.0)))
+GRAD1(sqrt, fern_div(g, fern_mul_scalar(y, 2.0)))
+GRAD1(rsqrt, fern_mul(g, fern_mul_scalar(fern_mul(y, fern_square(y)), -0.5)))
+GRAD1(reciprocal, fern_neg(fern_mul(g, fern_square(y))))
+GRAD1(sin, fern_mul(g, fern_cos(x)))
+GRAD1(cos, fern_neg(fern_mul(g, fern_sin(x))))
+GRAD1(tan, fern_mul(g, fern_add_scalar(fern_square(y), 1.0)))
+GRAD1(tanh, fern_mul(g, fern_sub(scal(y, 1), fern_square(y))))
+GRAD1(sigmoid, fern_mul(g, fern_mul(y, fern_sub(scal(y, 1), y))))
+GRAD1(erf, fern_mul(g, fern_mul_scalar(fern_exp(fern_neg(fern_square(x))), 1.1283791670955126)))
+GRAD1(silu, fern_mul(g, fern_mul(fern_sigmoid(x),
+                                 fern_add_scalar(fern_mul(x, fern_sub(scal(x, 1), fern_sigmoid(x))), 1.0))))
+
+/* sign, floor, ceil and round are flat almost everywhere: zero, like torch */
+static int zero_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    (void)c;
+    (void)gs;
+    gi[0] = NULL;
+    return 0;
+}
+#define sign_grad zero_grad
+#define floor_grad zero_grad
+#define ceil_grad zero_grad
+#define round_grad zero_grad
+#define isnan_grad NULL
+#define isinf_grad NULL
+#define logical_not_grad NULL
+
+static int leaky_relu_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    fern_tensor *slope = fern_where(fern_gt(x, scal(x, 0)), scal(x, 1), scal(x, c->attrs[0].f));
+    gi[0] = fern_mul(gs[0], slope);
+    return gi[0] ? 0 : -1;
+}
+
+static int elu_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    /* x > 0: 1; else alpha * e^x */
+    fern_tensor *d = fern_where(fern_gt(x, scal(x, 0)), scal(x, 1), fern_mul_scalar(fern_exp(x), c->attrs[0].f));
+    gi[0] = fern_mul(gs[0], d);
+    return gi[0] ? 0 : -1;
+}
+
+static int gelu_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0], *d;
+    if (c->attrs[0].i == 0) { /* Phi(x) + x phi(x) */
+        fern_tensor *cdf = fern_mul_scalar(fern_add_scalar(fern_erf(fern_mul_scalar(x, 0.70710678118654752)), 1.0), 0.5);
+        fern_tensor *pdf = fern_mul_scalar(fern_exp(fern_mul_scalar(fern_square(x), -0.5)), 0.39894228040143268);
+        d = fern_add(cdf, fern_mul(x, pdf));
+    } else { /* y = 0.5 x (1 + tanh(u)), u = k (x + 0.044715 x^3) */
+        const double k = 0.79788456080286536;
+        fern_tensor *x2 = fern_square(x);
+        fern_tensor *t = fern_tanh(fern_mul_scalar(fern_add(x, fern_mul_scalar(fern_mul(x2, x), 0.044715)), k));
+        fern_tensor *du = fern_mul_scalar(fern_add_scalar(fern_mul_scalar(x2, 3 * 0.044715), 1.0), k);
+        fern_tensor *left = fern_mul_scalar(fern_add_scalar(t, 1.0), 0.5);
+        fern_tensor *right = fern_mul(fern_mul_scalar(fern_mul(x, fern_sub(scal(x, 1), fern_square(t))), 0.5), du);
+        d = fern_add(left, right);
+    }
+    gi[0] = fern_mul(gs[0], d);
+    return gi[0] ? 0 : -1;
+}
+
+static int softplus_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    double beta = c->attrs[0].f, thr = c->attrs[1].f;
+    fern_tensor *bx = fern_mul_scalar(x, beta);
+    fern_tensor *d = fern_where(fern_gt(bx, scal(x, thr)), scal(x, 1), fern_sigmoid(bx));
+    gi[0] = fern_mul(gs[0], d);
+    return gi[0] ? 0 : -1;
+}
+
+/* 1 inside [lo, hi] (bounds included, like torch.clamp) */
+static int clip_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_tensor *x = c->in[0];
+    double lo = c->attrs[0].f, hi = c->attrs[1].f; /* a nan bound is no bound, as in the forward */
+    fern_tensor *in = fern_logical_and(fern_ge(x, scal(x, isnan(lo) ? -INFINITY : lo)),
+                                       fern_le(x, scal(x, isnan(hi) ? INFINITY : hi)));
+    gi[0] = mask_mul(gs[0], in);
+    return gi[0] ? 0 : -1;
+}
+
+static int cast_grad(const fern_op_call *c, fern_tensor *const *gs, fern_tensor **gi)
+{
+    fern_dtype dt = c->in[0]->dtype;
+    gi[0] = fern_dtype_is_float(dt) && fern_dtype_is_float(gs[0]->dtype) ? fern_cast(gs[0], dt) : NULL;
+    return 0;
+}
+
 #define DT_KEEP (FERN_DT_FLOAT | FERN_DT_INT | FERN_DT(FERN_BOOL))
+
+#define op_neg_grad neg_grad
+#define op_abs_grad abs_grad
+#define op_sign_grad sign_grad
+#define op_square_grad square_grad
+#define op_relu_grad relu_grad
+#define op_floor_grad floor_grad
+#define op_ceil_grad ceil_grad
+#define op_round_grad round_grad
+#define op_exp_grad exp_grad
+#define op_expm1_grad expm1_grad
+#define op_log_grad log_grad
+#define op_log1p_grad log1p_grad
+#define op_sqrt_grad sqrt_grad
+#define op_rsqrt_grad rsqrt_grad
+#define op_reciprocal_grad reciprocal_grad
+#define op_sin_grad sin_grad
+#define op_cos_grad cos_grad
+#define op_tan_grad tan_grad
+#define op_tanh_grad tanh_grad
+#define op_sigmoid_grad sigmoid_grad
+#define op_erf_grad erf_grad
+#define op_leaky_relu_grad leaky_relu_grad
+#define op_elu_grad elu_grad
+#define op_gelu_grad gelu_grad
+#define op_silu_grad silu_grad
+#define op_softplus_grad softplus_grad
+#define op_clip_grad clip_grad
+#define op_isnan_grad isnan_grad
+#define op_isinf_grad isinf_grad
+#define op_logical_not_grad logical_not_grad
 
 #define UNOP(VAR, NAME, KIND, BOOL_OUT, GRAIN, DTYPES, FLAGS, ATTRS, NATTRS, DOC, ...)       \
     static const un_op VAR = {                                                               \
         .def = {.name = NAME, .n_inputs = 1, .n_outputs = 1, .attrs = ATTRS,                 \
                 .n_attrs = NATTRS, .infer = un_infer, .kernel = {[FERN_CPU] = un_kernel},    \
-                .dtypes = DTYPES, .dtype_arg = -1, .flags = FLAGS, .doc = DOC},              \
+                .dtypes = DTYPES, .dtype_arg = -1, .flags = FLAGS, .doc = DOC,                \
+                .grad = VAR##_grad},                                                         \
         .kind = KIND, .bool_out = BOOL_OUT, .grain = GRAIN, __VA_ARGS__};
 
 #define HV FERN_OPF_HALF_VIA_F32

@@ -382,4 +382,60 @@ cs.case("tril_large", "tril", [ml], [np.tril(ml, 5)], {"k": 5})
 cs.error("tril_1d", "tril", [cs.rand((4,))], "at least 2 dims", {"k": 0})
 cs.error("triu_0d", "triu", [np.array(1.0, np.float32)], "at least 2 dims", {"k": 0})
 
+# ---- gradient-oriented cases ----------------------------------------------------
+# The gradient harness turns every float case into a finite-difference check
+# of the op's rule; these add shapes where the rules' index bookkeeping
+# matters (3-d, middle axes, repeated indices, broadcasting, views).
+ga, gb, gcb = cs.rand((2, 1, 4)), cs.rand((2, 3, 4)), cs.rand((2, 4, 2))
+cs.case("concat_grad_3d_mid", "concat", [ga, gb, In(gcb, view=[("permute", [0, 2, 1])])],
+        [np.concatenate([ga, gb, gcb.transpose(0, 2, 1)], 1)], {"axis": 1})
+gsb = cs.rand((4, 1, 2))
+cs.case("stack_grad_3d_last", "stack", [ga, In(gsb, view=[("permute", [2, 1, 0])])],
+        [np.stack([ga, gsb.transpose(2, 1, 0)], -1)], {"axis": -1})
+gx3 = cs.rand((3, 4, 5))
+gi3 = cs.randint((2, 4, 3), 0, 3)  # axis 0, smaller than x in dims 1 and 2
+cs.case("gather_grad_3d_axis0_small", "gather", [gx3, gi3], [torch.gather(T(gx3), 0, T(gi3)).numpy()],
+        {"axis": 0})
+gi3b = cs.randint((3, 2, 7), 0, 5)  # repeated indices along the last axis
+cs.case("gather_grad_3d_last_dups", "gather", [gx3, gi3b], [torch.gather(T(gx3), -1, T(gi3b)).numpy()],
+        {"axis": -1})
+tx = cs.rand((1, 4, 5))  # x broadcast on dim 0, index broadcast on dim 1, negative indices
+tix = np.array([[[0, -1, 2, -1]], [[4, -5, 0, 4]], [[1, 1, -2, 3]]], np.int64)
+cs.case("take_grad_bcast_both", "take_along_axis", [tx, tix], [np.take_along_axis(tx, tix, 2)], {"axis": -1})
+tiy = cs.randint((2, 6, 5), -4, 4)
+cs.case("take_grad_axis1_neg_dups", "take_along_axis", [tx, tiy],
+        [np.take_along_axis(np.broadcast_to(tx, (2, 4, 5)), tiy, 1)], {"axis": 1})
+isx = cs.rand((3, 5, 4))
+isi = np.array([3, 0, 3, 3, 2], np.int32)
+cs.case("index_select_grad_3d_last", "index_select", [In(isx, view=[("permute", [0, 2, 1])]), isi],
+        [isx.transpose(0, 2, 1)[:, :, isi]], {"axis": 2})
+sb = cs.rand((3, 4, 5))
+sidx = np.stack([np.stack([cs.rng.permutation(4)[:3] for _ in range(2)], 1) for _ in range(2)], 0)  # (2, 3, 2)
+ssrc = cs.rand((3, 4, 3))  # larger than the index in every dim
+cs.case("scatter_grad_3d_mid", "scatter", [sb, sidx, ssrc],
+        [T(sb).scatter(1, T(sidx), T(ssrc)).numpy()], {"axis": 1})
+sdup = cs.randint((2, 5, 2), 0, 4)
+cs.case("scatter_add_grad_3d_mid", "scatter_add", [sb, sdup, ssrc[:2].repeat(2, 1)],
+        [T(sb).scatter_add(1, T(sdup), T(ssrc[:2].repeat(2, 1))).numpy()], {"axis": 1})
+sadd_src = cs.rand((4, 6))
+cs.case("scatter_add_grad_src_larger", "scatter_add", [base, dup[:2, :3], sadd_src],
+        [T(base).scatter_add(0, T(dup[:2, :3]), T(sadd_src)).numpy()], {"axis": 0})
+tg = cs.rand((2, 1, 3))
+cs.case("tile_grad_3d_mixed", "tile", [tg], [np.tile(tg, (2, 3, 1, 2))], {"reps": [2, 3, 1, 2]})
+tgs = cs.rand((3, 4))
+cs.case("tile_grad_sliced_few_reps", "tile", [In(tgs, view=[("slice", 1, 1, 4, 2)])],
+        [np.tile(tgs[:, 1:4:2], 3)], {"reps": [3]})
+rg = cs.rand((2, 3, 2))
+cs.case("repeat_grad_3d_last", "repeat", [rg], [np.repeat(rg, 3, axis=2)], {"repeats": 3, "axis": -1})
+cs.case("repeat_grad_scalar", "repeat", [np.array(0.7)], [np.repeat(np.array(0.7), 4, axis=0)],
+        {"repeats": 4, "axis": 0})
+rfl = cs.rand((3, 2, 4))
+cs.case("roll_grad_flat_noncontig", "roll", [In(rfl, view=[("permute", [2, 0, 1])])],
+        [np.roll(rfl.transpose(2, 0, 1), -13)], {"shifts": [-13], "axes": []})
+ftl = cs.rand((2, 5, 3))
+cs.case("tril_grad_batch_rect", "tril", [In(ftl, view=[("permute", [0, 2, 1])])],
+        [np.tril(ftl.transpose(0, 2, 1), -2)], {"k": -2})
+cs.case("triu_grad_batch_rect", "triu", [In(ftl, view=[("permute", [0, 2, 1])])],
+        [np.triu(ftl.transpose(0, 2, 1), 1)], {"k": 1})
+
 main_write(cs)
