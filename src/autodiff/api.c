@@ -224,8 +224,8 @@ fern_fn *fern_grad_with_sens(fern_fn *f)
     return make_grad(f, WITH_SENS, NULL, f ? f->n_in : 0, NULL, 0, "vjp");
 }
 
-fern_status fern_vjp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *cotangents,
-                     fern_tensor **outs, fern_tensor **grads)
+static fern_status vjp_direct(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *cotangents,
+                              fern_tensor **outs, fern_tensor **grads)
 {
     if (!f) {
         fern_set_error(FERN_ERR_INVALID, "vjp: function is NULL");
@@ -260,8 +260,8 @@ fern_status fern_vjp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *
 
 /* jvp by transposition: u -> vjp(f, x, u) is linear in u, and its own vjp
  * with cotangent t is J t. */
-fern_status fern_jvp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *tangents,
-                     fern_tensor **outs, fern_tensor **tangent_outs)
+static fern_status jvp_direct(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *tangents,
+                              fern_tensor **outs, fern_tensor **tangent_outs)
 {
     if (!f || !tangents) {
         fern_set_error(FERN_ERR_INVALID, "jvp: function or tangents are NULL");
@@ -297,6 +297,87 @@ fern_status fern_jvp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *
     for (int k = 0; k < n_out; k++)
         fern__scope_register(tangent_outs[k]);
     return FERN_OK;
+}
+
+/* ---- vjp and jvp at the top level of graph mode ---------------------------
+ * In graph mode a top-level vjp/jvp is itself compiled: a wrapper function
+ * (cached on f) runs the direct version under the trace, so forward and
+ * backward become one optimized graph. */
+
+enum { W_VJP, W_VJP_ONES, W_JVP };
+
+static int wrap_body(void *ud, fern_tensor *const *in, fern_tensor **out, int kind)
+{
+    fern_fn *f = ud;
+    int n_in = f->n_in, n_out = f->n_out;
+    fern_status st;
+    if (kind == W_VJP_ONES)
+        st = vjp_direct(f, n_in, in, NULL, out, out + n_out);
+    else if (kind == W_VJP)
+        st = vjp_direct(f, n_in, in, in + n_in, out, out + n_out);
+    else
+        st = jvp_direct(f, n_in, in, in + n_in, out, out + n_out);
+    return st == FERN_OK ? 0 : -1;
+}
+
+static int wrap_vjp(void *ud, fern_tensor *const *in, fern_tensor **out) { return wrap_body(ud, in, out, W_VJP); }
+static int wrap_vjp_ones(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    return wrap_body(ud, in, out, W_VJP_ONES);
+}
+static int wrap_jvp(void *ud, fern_tensor *const *in, fern_tensor **out) { return wrap_body(ud, in, out, W_JVP); }
+
+static int compile_at_top(void)
+{
+    return fern_get_mode() == FERN_GRAPH_MODE && !fern__tracing() && !fern__get_dispatch_hooks().record;
+}
+
+static fern_status via_wrapper(fern_fn *f, int kind, int n_in, fern_tensor *const *in,
+                               fern_tensor *const *extra, int n_extra, fern_tensor **first, int n_first,
+                               fern_tensor **second, int n_second)
+{
+    if (!f->derived[kind]) {
+        static const fern_fn_body bodies[3] = {wrap_vjp, wrap_vjp_ones, wrap_jvp};
+        /* the wrapper borrows f: f owns it, so f outlives it */
+        f->derived[kind] = fern_fn_new(bodies[kind], f, f->n_in + n_extra, n_first + n_second);
+        if (!f->derived[kind])
+            return fern_last_status();
+        fern_fn_set_name(f->derived[kind], kind == W_JVP ? "jvp" : "vjp");
+    }
+    fern_tensor *args[FERN_MAX_INPUTS * 2], *res[FERN_MAX_INPUTS * 2];
+    memcpy(args, in, (size_t)n_in * sizeof *in);
+    if (n_extra)
+        memcpy(args + n_in, extra, (size_t)n_extra * sizeof *extra);
+    fern_status st = fern_call(f->derived[kind], n_in + n_extra, args, n_first + n_second, res);
+    if (st != FERN_OK)
+        return st;
+    memcpy(first, res, (size_t)n_first * sizeof *res);
+    memcpy(second, res + n_first, (size_t)n_second * sizeof *res);
+    return FERN_OK;
+}
+
+fern_status fern_vjp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *cotangents,
+                     fern_tensor **outs, fern_tensor **grads)
+{
+    int all_cots = 1;
+    for (int k = 0; f && cotangents && k < f->n_out; k++)
+        all_cots &= cotangents[k] != NULL;
+    if (!f || n_in != f->n_in || !compile_at_top() || !all_cots)
+        return vjp_direct(f, n_in, in, cotangents, outs, grads);
+    if (!cotangents)
+        return via_wrapper(f, W_VJP_ONES, n_in, in, NULL, 0, outs, f->n_out, grads, n_in);
+    return via_wrapper(f, W_VJP, n_in, in, cotangents, f->n_out, outs, f->n_out, grads, n_in);
+}
+
+fern_status fern_jvp(fern_fn *f, int n_in, fern_tensor *const *in, fern_tensor *const *tangents,
+                     fern_tensor **outs, fern_tensor **tangent_outs)
+{
+    if (!f || !tangents || n_in != f->n_in || !compile_at_top())
+        return jvp_direct(f, n_in, in, tangents, outs, tangent_outs);
+    for (int i = 0; i < n_in; i++)
+        if (!tangents[i])
+            return jvp_direct(f, n_in, in, tangents, outs, tangent_outs);
+    return via_wrapper(f, W_JVP, n_in, in, tangents, n_in, outs, f->n_out, tangent_outs, f->n_out);
 }
 
 /* ---- custom_vjp ---------------------------------------------------------- */

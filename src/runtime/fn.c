@@ -80,6 +80,8 @@ void fern_fn_release(fern_fn *f)
     if (!f || atomic_fetch_sub(&f->refcount, 1) != 1)
         return;
     fern__fn_free_cache(f);
+    for (int i = 0; i < 3; i++)
+        fern_fn_release(f->derived[i]);
     if (f->free_ud)
         f->free_ud(f->ud);
     free(f);
@@ -192,7 +194,11 @@ fern_status fern_call(fern_fn *f, int n_in, fern_tensor *const *in, int n_out, f
         }
         symbolic |= in[i]->storage == NULL;
     }
-    if (fern__tracing() || symbolic || current_mode == FERN_PYNATIVE_MODE)
+    /* inside a trace, on symbolic inputs, in pynative mode, or while a tape
+     * records (it must see every op, not a compiled graph's fused kernels),
+     * the body runs as it is */
+    if (fern__tracing() || symbolic || current_mode == FERN_PYNATIVE_MODE ||
+        fern__get_dispatch_hooks().record)
         return fern__fn_run_body(f, n_in, in, n_out, out);
 
     pthread_mutex_lock(&cache_lock);

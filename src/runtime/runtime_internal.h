@@ -16,6 +16,7 @@ struct fern_fn {
     int n_in, n_out;
     char name[64];
     compiled *cache;           /* graph-mode executables, one per signature */
+    fern_fn *derived[3];       /* autodiff's compiled wrappers (vjp, vjp of ones, jvp) */
     fern_jit_stats stats;
 };
 
