@@ -37,6 +37,14 @@ fern_batch_source fern_tensor_batches(fern_tensor *x, fern_tensor *y, int64_t ba
                                       uint64_t seed, int drop_last);
 void fern_batch_source_free(fern_batch_source *s);
 
+/* Batches from the data engine: `batched` is a pipeline ending in
+ * fern_dataset_batch (consumed); x_col/y_col name the input and label
+ * columns ("image" and "label" when NULL). Each epoch is the pipeline's
+ * epoch of that number under `seed`. */
+typedef struct fern_dataset fern_dataset;
+fern_batch_source fern_data_batches(fern_dataset *batched, const char *x_col, const char *y_col,
+                                    uint64_t seed);
+
 /* ---- metrics ---------------------------------------------------------------- */
 typedef struct fern_metric fern_metric;
 fern_metric *fern_metric_accuracy(void);
