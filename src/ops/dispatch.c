@@ -2,6 +2,7 @@
  * inputs (propagating the first error), infers the output shapes and
  * dtypes, then either hands the call to the tracer (symbolic inputs) or
  * picks the kernel for (device, dtype), allocates the outputs and runs it. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,18 @@ static void describe_inputs(const fern_op_call *c, char *buf, size_t n)
         used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "",
                                  c->in[i] ? fern_tensor_desc(c->in[i], d, sizeof d) : "none");
     }
+}
+
+int fern__op_error(const fern_op_call *c, const char *fmt, ...)
+{
+    char msg[512], ins[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    describe_inputs(c, ins, sizeof ins);
+    fern_set_error(FERN_ERR_INVALID, "%s: %s (inputs: %s)", c->op->name, msg, ins);
+    return -1;
 }
 
 int fern__err_dtype(const fern_op_call *c, const fern_tensor *t, const char *what)

@@ -30,33 +30,9 @@ static int bce_grad(const fern_op_call *c, fern_tensor *const *g, fern_tensor **
 
 /* ---- shared helpers ---------------------------------------------------- */
 
-static void describe_inputs(const fern_op_call *c, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < c->n_in && used + 1 < n; i++) {
-        char d[128];
-        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "",
-                                 c->in[i] ? fern_tensor_desc(c->in[i], d, sizeof d) : "none");
-    }
-}
+#define op_err fern__op_error
+#define is_half fern__is_half
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int op_err(const fern_op_call *c, const char *fmt, ...)
-{
-    char msg[512], ins[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    describe_inputs(c, ins, sizeof ins);
-    fern_set_error(FERN_ERR_INVALID, "%s: %s (inputs: %s)", c->op->name, msg, ins);
-    return -1;
-}
-
-static int is_half(fern_dtype d) { return d == FERN_F16 || d == FERN_BF16; }
 static int param_dtype_ok(fern_dtype x, fern_dtype p)
 {
     return p == x || (is_half(x) && p == FERN_F32);

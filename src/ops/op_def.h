@@ -171,6 +171,13 @@ static inline void fern__set_out(fern_op_call *c, int i, fern_dtype dt, int ndim
 /* Error helpers naming the op, shapes and dtypes of the inputs. */
 const char *fern__desc(const fern_tensor *t, char *buf, size_t n);
 int fern__err_dtype(const fern_op_call *c, const fern_tensor *t, const char *what);
+/* "OP: message (inputs: f32[2,3], none)" as an FERN_ERR_INVALID; returns -1. */
+int fern__op_error(const fern_op_call *c, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static inline int fern__is_half(fern_dtype d) { return d == FERN_F16 || d == FERN_BF16; }
 
 /* The registry: every family file defines a NULL-terminated list. */
 extern const fern_op_def *const fern_ops_creation[];
