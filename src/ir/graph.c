@@ -279,75 +279,101 @@ static int check_value(const fern_graph *g, int v, const char *who)
     return 0;
 }
 
-/* Symbols are probed with distinct large sizes; any output dimension equal
- * to a probe is that symbol, any other dimension derived from a probe
- * (a product, a sum) becomes unknown. */
-#define PROBE_BASE 1000003
-#define PROBE_STEP 1009
-static int64_t probe_of(int64_t d)
+/* Symbols are probed with distinct large sizes, twice with different
+ * sizes: an output dimension equal to a symbol's probe in both runs is that
+ * symbol; one that differs between the runs was derived from a symbol (a
+ * product, a sum) and becomes unknown; one equal in both is concrete. */
+/* A probe is a highly divisible unit (so shape arithmetic such as reshape
+ * with -1 or flatten stays exact) times a marker: a large prime per symbol,
+ * 1 for an unknown dimension. A product or quotient of a probe carries a
+ * marker no symbol has, and so comes out unknown. */
+static const int64_t probe_unit[2] = {720720, 1081080};
+#define PROBE_PRIME(k) (1000003 + 1009 * (int64_t)(k)) /* distinct; k < 4096: all > 999999 */
+
+static int64_t probe_of(int64_t d, int run)
 {
     if (FERN_DIM_IS_SYM(d))
-        return PROBE_BASE + (int64_t)FERN_DIM_SYM_INDEX(d) * PROBE_STEP;
+        return probe_unit[run] * PROBE_PRIME(FERN_DIM_SYM_INDEX(d));
     if (d == -1)
-        return PROBE_BASE - PROBE_STEP; /* unknown: a probe of its own */
+        return probe_unit[run]; /* unknown: a probe of its own */
     return d;
 }
 
-static int64_t unprobe(int64_t d)
+static int64_t unprobe(int64_t d0, int64_t d1)
 {
-    if (d >= PROBE_BASE && (d - PROBE_BASE) % PROBE_STEP == 0 && (d - PROBE_BASE) / PROBE_STEP < 4096)
-        return FERN_DIM_SYM((d - PROBE_BASE) / PROBE_STEP);
-    if (d >= PROBE_BASE - PROBE_STEP)
-        return -1;
-    return d;
+    if (d0 == d1)
+        return d0;
+    if (d0 > 0 && d1 > 0 && d0 % probe_unit[0] == 0 && d1 % probe_unit[1] == 0 &&
+        d0 / probe_unit[0] == d1 / probe_unit[1]) {
+        int64_t m = d0 / probe_unit[0] - PROBE_PRIME(0);
+        if (m >= 0 && m % 1009 == 0 && m / 1009 < 4096)
+            return FERN_DIM_SYM(m / 1009);
+    }
+    return -1;
 }
 
-int fern__ir_infer(fern_graph *g, const fern_op_def *op, const fern_attr *attrs, int n_in,
-                   const int *in, fern_op_call *c)
+static int infer_run(fern_graph *g, const fern_op_def *op, const fern_attr *attrs, int n_in,
+                     const int *in, fern_op_call *c, int run)
 {
     struct fern_tensor fake[FERN_MAX_INPUTS];
     fern_tensor *ptrs[FERN_MAX_INPUTS];
-    if (n_in > FERN_MAX_INPUTS) {
-        fern_set_error(FERN_ERR_INVALID, "%s: too many inputs", op->name);
-        return -1;
-    }
     for (int i = 0; i < n_in; i++) {
         if (in[i] < 0) {
             ptrs[i] = NULL;
             continue;
         }
-        if (check_value(g, in[i], op->name))
-            return -1;
         const ir_value *v = &g->values[in[i]];
         memset(&fake[i], 0, sizeof fake[i]);
         fake[i].dtype = v->dtype;
         fake[i].ndim = v->ndim;
         for (int d = 0; d < v->ndim; d++)
-            fake[i].shape[d] = probe_of(v->shape[d]);
+            fake[i].shape[d] = probe_of(v->shape[d], run);
         fern__contiguous_strides(v->ndim, fake[i].shape, fake[i].strides);
         ptrs[i] = &fake[i];
     }
-    int required = op->n_inputs < 0 ? n_in : op->n_inputs - op->n_optional;
-    if ((op->n_inputs >= 0 && n_in != op->n_inputs) || (op->n_inputs < 0 && n_in < 1)) {
-        fern_set_error(FERN_ERR_INVALID, "%s: expected %d inputs, got %d", op->name, op->n_inputs, n_in);
-        return -1;
-    }
-    for (int i = 0; i < required; i++)
-        if (!ptrs[i]) {
-            fern_set_error(FERN_ERR_INVALID, "%s: input %d is required", op->name, i);
-            return -1;
-        }
     c->op = op;
     c->n_in = n_in;
     c->in = ptrs;
     c->attrs = attrs;
     c->n_out = op->n_outputs;
-    if (op->infer(c))
-        return -1;
+    int rc = op->infer(c);
     c->in = NULL;
+    return rc;
+}
+
+int fern__ir_infer(fern_graph *g, const fern_op_def *op, const fern_attr *attrs, int n_in,
+                   const int *in, fern_op_call *c)
+{
+    if (n_in > FERN_MAX_INPUTS) {
+        fern_set_error(FERN_ERR_INVALID, "%s: too many inputs", op->name);
+        return -1;
+    }
+    if ((op->n_inputs >= 0 && n_in != op->n_inputs) || (op->n_inputs < 0 && n_in < 1)) {
+        fern_set_error(FERN_ERR_INVALID, "%s: expected %d inputs, got %d", op->name, op->n_inputs, n_in);
+        return -1;
+    }
+    int required = op->n_inputs < 0 ? n_in : op->n_inputs - op->n_optional;
+    int symbolic = 0;
+    for (int i = 0; i < n_in; i++) {
+        if (in[i] >= 0 && check_value(g, in[i], op->name))
+            return -1;
+        if (i < required && in[i] < 0) {
+            fern_set_error(FERN_ERR_INVALID, "%s: input %d is required", op->name, i);
+            return -1;
+        }
+        for (int d = 0; in[i] >= 0 && d < g->values[in[i]].ndim; d++)
+            symbolic |= g->values[in[i]].shape[d] < 0;
+    }
+    if (infer_run(g, op, attrs, n_in, in, c, 0))
+        return -1;
+    if (!symbolic)
+        return 0;
+    fern_op_call c2;
+    if (infer_run(g, op, attrs, n_in, in, &c2, 1))
+        return -1;
     for (int k = 0; k < c->n_out; k++)
         for (int d = 0; d < c->out_ndim[k]; d++)
-            c->out_shape[k][d] = unprobe(c->out_shape[k][d]);
+            c->out_shape[k][d] = d < c2.out_ndim[k] ? unprobe(c->out_shape[k][d], c2.out_shape[k][d]) : -1;
     return 0;
 }
 
