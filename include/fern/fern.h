@@ -6,10 +6,13 @@
 
 #include "fern/core.h"
 #include "fern/ops.h"
+#include "fern/data.h"
 #include "fern/ir.h"
 #include "fern/runtime.h"
 #include "fern/autodiff.h"
 #include "fern/nn.h"
+#include "fern/layers.h"
+#include "fern/models.h"
 #include "fern/io.h"
 #include "fern/optim.h"
 #include "fern/train.h"

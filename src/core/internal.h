@@ -67,6 +67,11 @@ void fern__convert(const void *src, fern_dtype sdt, void *dst, fern_dtype ddt, i
 double fern__load(const void *p, fern_dtype dt);
 void fern__store(void *p, fern_dtype dt, double v);
 
+/* Read a whole file into a malloc'ed buffer (one extra byte, for a NUL):
+ * FERN_OK, or an error naming `who` and the file (and the offset of a read
+ * error). */
+int fern__read_file(const char *path, const char *who, unsigned char **out, size_t *n);
+
 /* Philox4x32-10: 4 random 32-bit words for counter (ctr_hi, ctr_lo) and key. */
 void fern__philox(uint64_t key, uint64_t ctr_hi, uint64_t ctr_lo, uint32_t out[4]);
 /* Per-thread generator state (seed, offset), advanced by one per random op. */

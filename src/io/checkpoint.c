@@ -183,42 +183,6 @@ const char *fern_checkpoint_get_str(const fern_checkpoint *ck, const char *key)
 
 /* ---- files ----------------------------------------------------------------- */
 
-unsigned char *fern__read_file(const char *who, const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fern_set_error(FERN_ERR_IO, "%s: cannot open '%s': %s", who, path, strerror(errno));
-        return NULL;
-    }
-    unsigned char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                fern_set_error(FERN_ERR_NOMEM, "%s: out of memory reading '%s'", who, path);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        fern_set_error(FERN_ERR_IO, "%s: error reading '%s'", who, path);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
 
 fern_status fern__write_file_atomic(const char *who, const char *path, const void *buf, size_t len)
 {
@@ -458,8 +422,8 @@ static char *rb_str(rbuf *r, size_t len, const char *what)
 fern_checkpoint *fern_checkpoint_load(const char *path)
 {
     size_t n;
-    unsigned char *b = fern__read_file("checkpoint_load", path, &n);
-    if (!b)
+    unsigned char *b;
+    if (fern__read_file(path, "checkpoint_load", &b, &n))
         return NULL;
     fern_checkpoint *ck = NULL;
     if (n < PREAMBLE || memcmp(b, MAGIC, 8) != 0) {

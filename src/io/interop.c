@@ -69,8 +69,8 @@ fern_status fern_safetensors_save(const fern_checkpoint *ck, const char *path)
 fern_checkpoint *fern_safetensors_load(const char *path)
 {
     size_t n;
-    unsigned char *b = fern__read_file("safetensors_load", path, &n);
-    if (!b)
+    unsigned char *b;
+    if (fern__read_file(path, "safetensors_load", &b, &n))
         return NULL;
     fern_checkpoint *ck = NULL;
     cJSON *root = NULL;
@@ -313,8 +313,8 @@ fern_status fern_npy_save(const fern_tensor *t, const char *path)
 fern_tensor *fern_npy_load(const char *path)
 {
     size_t n;
-    unsigned char *b = fern__read_file("npy_load", path, &n);
-    if (!b)
+    unsigned char *b;
+    if (fern__read_file(path, "npy_load", &b, &n))
         return NULL;
     fern_tensor *t = npy_decode("npy_load", path, b, n);
     free(b);

@@ -7,8 +7,6 @@
 #include "../core/internal.h"
 #include "fern/io.h"
 
-/* Read a whole file; NULL with an error naming it. */
-unsigned char *fern__read_file(const char *who, const char *path, size_t *len);
 /* Write buf to path atomically (temp file in the same directory, fsync,
  * rename, fsync of the directory). */
 fern_status fern__write_file_atomic(const char *who, const char *path, const void *buf, size_t len);

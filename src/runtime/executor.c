@@ -22,7 +22,9 @@ static int graph_fn_body(void *ud, fern_tensor *const *in, fern_tensor **out)
     int n_plain = 0;
     for (int i = 0; i < g->n_params; i++)
         n_plain += !g->is_capture[i];
-    return run_graph(g, n_plain, in, g->n_outputs, out) == FERN_OK ? 0 : -1;
+    /* through fern_graph_run: the executor manages its values' references
+     * with scope registration detached, and hands out scope-owned outputs */
+    return fern_graph_run(g, n_plain, in, g->n_outputs, out) == FERN_OK ? 0 : -1;
 }
 
 /* A function value that runs a subgraph. */

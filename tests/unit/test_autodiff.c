@@ -54,11 +54,13 @@ static void test_cube_higher_order(void **state)
         assert_true(fabs(call_scalar(d3, x) - 6.0) < 1e-5);
         assert_true(fabs(call_scalar(d4, x) - 0.0) < 1e-5);
         /* jit composes on either side */
-        fern_fn *j = fern_jit(d2), *g = fern_grad(fern_jit(f), 0);
+        fern_fn *jf = fern_jit(f);
+        fern_fn *j = fern_jit(d2), *g = fern_grad(jf, 0);
         assert_true(fabs(call_scalar(j, x) - 12.0) < 1e-5);
         assert_true(fabs(call_scalar(g, x) - 12.0) < 1e-5);
         fern_fn_release(j);
         fern_fn_release(g);
+        fern_fn_release(jf);
         fern_fn_release(d4);
         fern_fn_release(d3);
         fern_fn_release(d2);
