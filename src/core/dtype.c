@@ -220,6 +220,27 @@ void fern__convert(const void *src, fern_dtype sdt, void *dst, fern_dtype ddt, i
     if (sdt == FERN_I64 && ddt == FERN_I32) { CONVERT_LOOP(int64_t, int32_t, (int32_t)s[i]); return; }
     if (sdt == FERN_I32 && ddt == FERN_I64) { CONVERT_LOOP(int32_t, int64_t, s[i]); return; }
     if (sdt == FERN_I64 && ddt == FERN_I64) { CONVERT_LOOP(int64_t, int64_t, s[i]); return; }
+    /* masks and labels: bool/u8/i32/i64 to floats and back are hot in
+     * gradient rules and metrics */
+#define TO_FLOAT(ST)                                                                              \
+    if (ddt == FERN_F32) { CONVERT_LOOP(ST, float, (float)s[i]); return; }                        \
+    if (ddt == FERN_F64) { CONVERT_LOOP(ST, double, (double)s[i]); return; }
+    switch (sdt) {
+    case FERN_BOOL:
+    case FERN_U8: TO_FLOAT(uint8_t) break;
+    case FERN_I8: TO_FLOAT(int8_t) break;
+    case FERN_I32: TO_FLOAT(int32_t) break;
+    case FERN_I64: TO_FLOAT(int64_t) break;
+    default: break;
+    }
+#undef TO_FLOAT
+    if (ddt == FERN_BOOL) {
+        if (sdt == FERN_F32) { CONVERT_LOOP(float, uint8_t, s[i] != 0.0f); return; }
+        if (sdt == FERN_F64) { CONVERT_LOOP(double, uint8_t, s[i] != 0.0); return; }
+        if (sdt == FERN_U8 || sdt == FERN_I8) { CONVERT_LOOP(uint8_t, uint8_t, s[i] != 0); return; }
+        if (sdt == FERN_I32) { CONVERT_LOOP(int32_t, uint8_t, s[i] != 0); return; }
+        if (sdt == FERN_I64) { CONVERT_LOOP(int64_t, uint8_t, s[i] != 0); return; }
+    }
     if (fern_dtype_is_int(sdt) && ddt == FERN_I64) {
         size_t es = fern_dtype_size(sdt);
         for (int64_t i = 0; i < n; i++)
