@@ -1,0 +1,29 @@
+"""bench/compare: fern (graph and pynative) against PyTorch 1.13 on the same
+machine in the same run, same thread count. Prints a table of milliseconds
+per training step and the ratio to PyTorch (below 1: fern is faster).
+usage: compare.py BUILD_DIR [--quick]"""
+import os
+import subprocess
+import sys
+
+build = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "build"
+quick = ["--quick"] if "--quick" in sys.argv else []
+fern = subprocess.run([os.path.join(build, "bench", "bench_train")] + quick, capture_output=True, text=True,
+                      check=True).stdout
+threads = next(int(l.split()[1]) for l in fern.splitlines() if l.startswith("threads"))
+torch = subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "torch_train.py"),
+                        str(threads)] + quick, capture_output=True, text=True, check=True).stdout
+rows = {}
+for line in (fern + torch).splitlines():
+    parts = line.split()
+    if len(parts) == 4 and parts[0] in ("train", "epoch"):
+        rows.setdefault((parts[0], parts[1]), {})[parts[2]] = float(parts[3])
+print("fern vs PyTorch 1.13, %d threads (ms; ratio = fern / torch, lower is better)" % threads)
+print("%-22s %10s %10s %10s %12s %12s" % ("workload", "graph", "pynative", "torch", "graph/torch", "pyn./torch"))
+for (kind, name), v in rows.items():
+    label = "%s %s" % (name, "step" if kind == "train" else "epoch (60k)")
+    t = v.get("torch")
+    g, p = v.get("graph"), v.get("pynative")
+    fmt = lambda x: "%10.2f" % x if x is not None else "%10s" % "-"
+    ratio = lambda x: "%12.2f" % (x / t) if x is not None and t else "%12s" % "-"
+    print("%-22s %s %s %s %s %s" % (label, fmt(g), fmt(p), fmt(t), ratio(g), ratio(p)))
