@@ -6,7 +6,9 @@
 #
 # Targets: every fuzz/fuzz_*.c, e.g. fuzz_idx (IDX + gzip), fuzz_cifar,
 # fuzz_csv, fuzz_png, fuzz_jpeg (the image-folder source reads files through
-# the PNG/JPEG decoders). They link against src/core and src/data.
+# the PNG/JPEG decoders), fuzz_record, fuzz_checkpoint (fern checkpoints,
+# safetensors, .npy), fuzz_ir (the IR text parser). They link against the
+# whole library.
 # Builds into $FUZZ_BUILD (default build-fuzz/ at the repository root)
 # with $CC (default clang; needs libFuzzer: Debian's clang 14 has it).
 # Seed corpora come from tests/data/make_refs.py when /usr/bin/python3 has
@@ -32,8 +34,8 @@ else
 fi
 
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-cflags="-g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I$root/include -I$root/src"
-libs="-ljpeg -lpng -lz -lm -lpthread"
+cflags="-g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I$root/include -I$root/src $(pkg-config --cflags openblas)"
+libs="-ljpeg -lpng -lz -lm -lpthread $(pkg-config --libs openblas libzip libcjson)"
 if pkg-config --exists sqlite3 2>/dev/null; then
     libs="$libs $(pkg-config --libs sqlite3)"
 fi
@@ -41,7 +43,7 @@ fi
 mkdir -p "$out/obj"
 echo "building library objects ($cc) ..." >&2
 objs=""
-for src in "$root"/src/core/*.c "$root"/src/data/*.c; do
+for src in "$root"/src/*/*.c "$root"/src/backend/cpu/*.c; do
     o="$out/obj/$(basename "$(dirname "$src")")_$(basename "$src" .c).o"
     if [ ! -f "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find "$root/src" -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
         if ! $cc $cflags $san -fsanitize=fuzzer-no-link -c "$src" -o "$o"; then
@@ -68,6 +70,7 @@ seed_corpus() { # target dir
     fuzz_csv) find "$seeds/csv" -name '*.csv' -exec cp {} "$2/" \; ;;
     fuzz_png) find "$seeds" -name '*.png' -size -64k -exec cp {} "$2/" \; ;;
     fuzz_jpeg) find "$seeds" \( -name '*.jpg' -o -name '*.JPG' \) -size -64k -exec cp {} "$2/" \; ;;
+    fuzz_ir) cp "$here"/seeds_ir/*.ir "$2/" ;;
     esac
 }
 
