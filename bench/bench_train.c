@@ -124,6 +124,76 @@ static void one_model(const char *name, int mode, int quick)
     fern_scope_end();
 }
 
+/* ---- forward-only workloads: graph vs pynative dispatch and fusion ---- */
+typedef struct {
+    fern_cell *net;
+} fwd_ud;
+
+static int fwd_body(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    out[0] = fern_softmax(fern_cell_call1(((fwd_ud *)ud)->net, in[0]), -1);
+    return out[0] ? 0 : -1;
+}
+
+/* 50 elementwise ops: the small-op workload of the graph-mode issue */
+static int chain_body(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    (void)ud;
+    fern_tensor *x = in[0];
+    for (int i = 0; i < 10; i++) {
+        x = fern_mul_scalar(x, 0.9);
+        x = fern_add_scalar(x, 0.1);
+        x = fern_tanh(x);
+        x = fern_mul(x, in[0]);
+        x = fern_sigmoid(x);
+    }
+    out[0] = x;
+    return x ? 0 : -1;
+}
+
+static void time_fn(const char *name, fern_fn *f, fern_tensor *x, int iters)
+{
+    for (int mode = 1; mode >= 0; mode--) {
+        fern_set_mode(mode ? FERN_GRAPH_MODE : FERN_PYNATIVE_MODE);
+        double *t = malloc(sizeof(double) * (size_t)iters);
+        for (int i = 0; i < iters + 5; i++) {
+            fern_scope_begin();
+            double t0 = now();
+            fern_tensor *y = fern_call1(f, 1, &x);
+            if (!y) {
+                fprintf(stderr, "%s: %s\n", name, fern_last_error());
+                exit(1);
+            }
+            if (i >= 5)
+                t[i - 5] = now() - t0;
+            fern_scope_end();
+        }
+        qsort(t, (size_t)iters, sizeof *t, cmp_d);
+        printf("fwd %s %s %.4f\n", name, mode ? "graph" : "pynative", t[iters / 2] * 1e3);
+        free(t);
+    }
+    fern_set_mode(FERN_PYNATIVE_MODE);
+}
+
+static void forward_benches(int quick)
+{
+    int iters = quick ? 50 : 300;
+    fern_seed(0);
+    fern_scope_begin();
+    int64_t hidden[2] = {512, 512};
+    fwd_ud u = {fern_model_mlp(784, hidden, 2, 10)};
+    fern_fn *f = fern_fn_new(fwd_body, &u, 1, 1);
+    time_fn("mlp_b1", f, fern_rand_normal(FERN_F32, 2, (int64_t[]){1, 784}, 0, 1), iters);
+    time_fn("mlp_b64", f, fern_rand_normal(FERN_F32, 2, (int64_t[]){64, 784}, 0, 1), iters);
+    fern_fn *c = fern_fn_new(chain_body, NULL, 1, 1);
+    time_fn("chain50_1k", c, fern_rand_normal(FERN_F32, 1, (int64_t[]){1000}, 0, 1), iters);
+    time_fn("chain50_1m", c, fern_rand_normal(FERN_F32, 1, (int64_t[]){1000000}, 0, 1), quick ? 5 : 20);
+    fern_fn_release(c);
+    fern_fn_release(f);
+    fern_cell_release(u.net);
+    fern_scope_end();
+}
+
 static void full_epoch(const char *dir)
 {
     fern_seed(0);
@@ -175,6 +245,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < 3; k++)
         for (int mode = 1; mode >= 0; mode--)
             one_model(models[k], mode, quick);
+    forward_benches(quick);
     full_epoch(dir);
     return 0;
 }

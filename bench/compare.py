@@ -16,14 +16,14 @@ torch = subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file_
 rows = {}
 for line in (fern + torch).splitlines():
     parts = line.split()
-    if len(parts) == 4 and parts[0] in ("train", "epoch"):
+    if len(parts) == 4 and parts[0] in ("train", "epoch", "fwd"):
         rows.setdefault((parts[0], parts[1]), {})[parts[2]] = float(parts[3])
 print("fern vs PyTorch 1.13, %d threads (ms; ratio = fern / torch, lower is better)" % threads)
 print("%-22s %10s %10s %10s %12s %12s" % ("workload", "graph", "pynative", "torch", "graph/torch", "pyn./torch"))
 for (kind, name), v in rows.items():
-    label = "%s %s" % (name, "step" if kind == "train" else "epoch (60k)")
+    label = "%s %s" % (name, {"train": "step", "epoch": "epoch (60k)", "fwd": "forward"}[kind])
     t = v.get("torch")
     g, p = v.get("graph"), v.get("pynative")
-    fmt = lambda x: "%10.2f" % x if x is not None else "%10s" % "-"
+    fmt = lambda x: "%10.3f" % x if x is not None else "%10s" % "-"
     ratio = lambda x: "%12.2f" % (x / t) if x is not None and t else "%12s" % "-"
     print("%-22s %s %s %s %s %s" % (label, fmt(g), fmt(p), fmt(t), ratio(g), ratio(p)))

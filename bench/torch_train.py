@@ -92,6 +92,34 @@ bench("mlp", mlp, torch.randn(64, 784), torch.randint(0, 10, (64,)), 3, 5 if qui
 bench("resnet18", ResNet18(), torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)), 2, 3 if quick else 8)
 
 
+def time_fwd(name, f, x, iters):
+    with torch.no_grad():
+        for _ in range(5):
+            f(x)
+        ts = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            f(x)
+            ts.append(time.perf_counter() - t0)
+    ts.sort()
+    print("fwd %s torch %.4f" % (name, ts[len(ts) // 2] * 1e3), flush=True)
+
+
+def chain(x0):
+    x = x0
+    for _ in range(10):
+        x = torch.sigmoid(torch.tanh(x * 0.9 + 0.1) * x0)
+    return x
+
+
+mlp_fwd = lambda x: torch.softmax(mlp(x), -1)
+n_it = 50 if quick else 300
+time_fwd("mlp_b1", mlp_fwd, torch.randn(1, 784), n_it)
+time_fwd("mlp_b64", mlp_fwd, torch.randn(64, 784), n_it)
+time_fwd("chain50_1k", chain, torch.randn(1000), n_it)
+time_fwd("chain50_1m", chain, torch.randn(1000000), 5 if quick else 20)
+
+
 def idx(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
