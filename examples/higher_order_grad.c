@@ -24,6 +24,10 @@ static int run(const char *mode_name)
     fern_tensor *y2 = fern_call1(d2f, 1, &x);
     fern_tensor *y3 = fern_call1(d3f, 1, &x);
     int ok = y1 && y2 && y3;
+    if (ok && (fern_tensor_get_flat(y2, 0) != 12.0 || fern_tensor_get_flat(y3, 0) != 6.0)) {
+        fprintf(stderr, "%s: expected f''(2) = 12 and f'''(2) = 6\n", mode_name);
+        ok = 0;
+    }
     if (ok)
         printf("%-9s  f'(2) = %g   f''(2) = %g   f'''(2) = %g\n", mode_name,
                fern_tensor_get_flat(y1, 0), fern_tensor_get_flat(y2, 0), fern_tensor_get_flat(y3, 0));
