@@ -431,12 +431,95 @@ static int matmul_kernel(fern_op_call *c)
     return matmul_int(a, b, out);
 }
 
+/* ---- gradient ---------------------------------------------------------
+ * With a and b promoted to matrices (a 1-D a is a row (1, K), a 1-D b a
+ * column (K, 1)) and g given both matrix dims back:
+ *   ga = g @ b^T, gb = a^T @ g,
+ * summed over the batch dims that broadcasting added or expanded, then
+ * reshaped to the operand's own shape. When b has no batch (x @ W of a
+ * linear layer over a batch of sequences), gb is one (K, rows) @ (rows, N)
+ * gemm over the batch-flattened rows instead of a batch of products summed
+ * afterwards. Transposes are views: the kernel hands them to BLAS as Trans.
+ * Integer matmul is not differentiable (no gradient). */
+
+/* Whether any tape tracks t (carries a mark): a cotangent for an input no
+ * tape tracks is dropped by every tape, so the rule need not compute it
+ * (the model's data input of a first layer). In graph mode dead-code
+ * elimination would drop it anyway; in pynative mode this saves the work. */
+static int wants_grad(const fern_tensor *t) { return t && t->autograd != NULL; }
+
+static int64_t lead_numel(const fern_tensor *t, int keep)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim - keep; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+static int matmul_grad(const fern_op_call *c, fern_tensor *const *gout, fern_tensor **gi)
+{
+    fern_tensor *a = c->in[0], *b = c->in[1], *g = gout[0];
+    if (!g || !fern_dtype_is_float(a->dtype))
+        return 0;
+    const int need_a = wants_grad(a), need_b = wants_grad(b);
+    if (!need_a && !need_b)
+        return 0;
+    const int64_t K = a->shape[a->ndim - 1];
+    fern_tensor *a2 = a, *b2 = b, *g2 = g;
+    if (a->ndim == 1) {
+        int64_t s[2] = {1, K};
+        a2 = fern_reshape(a, 2, s);
+    }
+    if (b->ndim == 1) {
+        int64_t s[2] = {K, 1};
+        b2 = fern_reshape(b, 2, s);
+    }
+    if (!a2 || !b2)
+        return -1;
+    const int64_t M = a2->shape[a2->ndim - 2], N = b2->shape[b2->ndim - 1];
+    if (a->ndim == 1 || b->ndim == 1) { /* give g its squeezed matrix dims back */
+        int nbd = g->ndim - (a->ndim >= 2) - (b->ndim >= 2);
+        int64_t s[FERN_MAX_DIMS];
+        for (int d = 0; d < nbd; d++)
+            s[d] = g->shape[d];
+        s[nbd] = M;
+        s[nbd + 1] = N;
+        if (!(g2 = fern_reshape(g, nbd + 2, s)))
+            return -1;
+    }
+    if (need_a) {
+        fern_tensor *ga = fern_matmul(g2, fern_transpose(b2, -1, -2));
+        ga = fern__sum_to(ga, a2);
+        gi[0] = ga ? fern_reshape(ga, a->ndim, a->shape) : NULL;
+        if (!gi[0])
+            return -1;
+    }
+    if (need_b) {
+        fern_tensor *gb;
+        if (lead_numel(b2, 2) == 1 && g2->ndim > 2) {
+            /* b is one matrix for the whole batch: a single gemm over the
+             * rows of every batch entry (a's batch then equals g's) */
+            int64_t R = lead_numel(a2, 1);
+            int64_t sa[2] = {R, K}, sg[2] = {R, N};
+            gb = fern_matmul(fern_transpose(fern_reshape(a2, 2, sa), 0, 1),
+                             fern_reshape(g2, 2, sg));
+        } else {
+            gb = fern__sum_to(fern_matmul(fern_transpose(a2, -1, -2), g2), b2);
+        }
+        gi[1] = gb ? fern_reshape(gb, b->ndim, b->shape) : NULL;
+        if (!gi[1])
+            return -1;
+    }
+    return 0;
+}
+
 static const fern_op_def op_matmul = {
     .name = "matmul", .n_inputs = 2, .n_outputs = 1, .infer = matmul_infer,
     .kernel = {[FERN_CPU] = matmul_kernel},
     .dtypes = FERN_DT_FLOAT | FERN_DT(FERN_I32) | FERN_DT(FERN_I64), .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32,
-    .doc = "numpy.matmul: 1-D operands promoted, batch dims broadcast (f32/f64 via BLAS)"};
+    .doc = "numpy.matmul: 1-D operands promoted, batch dims broadcast (f32/f64 via BLAS)",
+    .grad = matmul_grad};
 
 fern_tensor *fern_matmul(fern_tensor *a, fern_tensor *b)
 {

@@ -330,4 +330,70 @@ cs.error("ct_err_bias", "conv_transpose2d", [xt, wt, R((4,))], "bias must have s
 cs.error("ct_err_int", "conv_transpose2d", [np.ones((1, 4, 2, 2), np.int32), np.ones((4, 3, 3, 3), np.int32), None],
          "expected a float input")
 
+# ---- conv2d_weight_grad (the weight gradient op of conv2d's rule) ----------
+# gw = d<gy, conv2d(x, w)>/dw, from torch autograd; gy may have any spatial
+# size (positions past the conv's own output read x beyond its bottom/right
+# edge: zeros), as it does when the op serves conv_transpose2d's rule.
+
+
+def wgrad_ref(x, gy, kernel, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    xt = t64(x)
+    kh, kw = kernel
+    oh, ow = gy.shape[2], gy.shape[3]
+    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    pb = max(pads[2], (oh - 1) * stride[0] + ekh - xt.shape[2] - pads[0])
+    pr = max(pads[3], (ow - 1) * stride[1] + ekw - xt.shape[3] - pads[1])
+    xt = F.pad(xt, (pads[1], pr, pads[0], pb))
+    w = torch.zeros((gy.shape[1], x.shape[1] // groups, kh, kw), dtype=torch.float64, requires_grad=True)
+    y = F.conv2d(xt, w, None, stride, 0, dilation, groups)
+    g = F.pad(t64(gy), (0, y.shape[3] - ow, 0, y.shape[2] - oh))
+    (gw,) = torch.autograd.grad(y, w, g)
+    return gw.numpy().astype(x.dtype)
+
+
+def wg(cid, x, gy, kernel, stride=None, pads=None, dilation=None, groups=None, xin=None):
+    attrs = {"kernel": list(kernel)}
+    if stride is not None:
+        attrs["stride"] = list(stride)
+    if pads is not None:
+        attrs["pads"] = list(pads)
+    if dilation is not None:
+        attrs["dilation"] = list(dilation)
+    if groups is not None:
+        attrs["groups"] = groups
+    p4 = pads if pads is None or len(pads) == 4 else (pads[0], pads[1], pads[0], pads[1])
+    e = wgrad_ref(x, gy, kernel, stride or (1, 1), p4 or (0, 0, 0, 0), dilation or (1, 1), groups or 1)
+    cs.case(cid, "conv2d_weight_grad", [xin if xin is not None else x, gy], [e], attrs, tol=tol_for(x.dtype))
+
+
+wg("wg_basic", R((2, 3, 7, 8)), R((2, 4, 5, 6)), (3, 3))
+wg("wg_pad", R((2, 3, 7, 8)), R((2, 4, 7, 8)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_stride_pad_asym", R((2, 3, 9, 8)), R((2, 5, 5, 3)), (3, 2), stride=(2, 3), pads=(1, 0, 2, 1))
+wg("wg_dil", R((2, 2, 9, 9)), R((2, 3, 5, 7)), (3, 2), dilation=(2, 2), pads=(1, 1, 1, 1))
+wg("wg_groups", R((2, 4, 6, 6)), R((2, 6, 6, 6)), (3, 3), pads=(1, 1, 1, 1), groups=2)
+wg("wg_depthwise_s2", R((3, 3, 8, 8)), R((3, 6, 4, 4)), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1), groups=3)
+wg("wg_pointwise", R((3, 5, 4, 4)), R((3, 6, 4, 4)), (1, 1))
+wg("wg_pointwise_n1", R((1, 5, 4, 4)), R((1, 6, 4, 4)), (1, 1))
+wg("wg_pointwise_s2", R((2, 5, 5, 5)), R((2, 3, 3, 3)), (1, 1), stride=(2, 2))
+wg("wg_dead_taps", R((4, 6, 1, 1)), R((4, 8, 1, 1)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_lenet1", R((8, 1, 12, 12)), R((8, 6, 8, 8)), (5, 5))
+wg("wg_gy_short", R((2, 3, 7, 7)), R((2, 4, 2, 3)), (3, 3), stride=(2, 2), pads=(1, 1, 0, 0))
+wg("wg_gy_long", R((1, 2, 5, 4)), R((1, 3, 5, 6)), (2, 3), stride=(1, 1), pads=(0, 1, 0, 0))
+wg("wg_sym_pads", R((2, 3, 6, 5)), R((2, 2, 6, 5)), (3, 3), pads=(1, 1))
+wg("wg_f64", R((2, 3, 6, 6), np.float64), R((2, 4, 3, 3), np.float64), (3, 3), stride=(2, 2), pads=(1, 1, 1, 1))
+wg("wg_n1", R((1, 8, 6, 6)), R((1, 16, 6, 6)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_empty_batch", np.zeros((0, 3, 5, 5), np.float32), np.zeros((0, 4, 3, 3), np.float32), (3, 3))
+xwp = R((7, 2, 3, 8))
+wg("wg_x_permuted", xwp.transpose(1, 2, 0, 3), R((2, 4, 7, 8)), (3, 3), pads=(1, 1, 1, 1),
+   xin=In(xwp, view=[("permute", [1, 2, 0, 3])]))
+cs.error("wg_err_ndim", "conv2d_weight_grad", [R((3, 5, 5)), R((4, 3, 3))], "expected a 4-D input",
+         {"kernel": [3, 3]})
+cs.error("wg_err_batch", "conv2d_weight_grad", [R((2, 3, 5, 5)), R((1, 4, 3, 3))], "batch sizes differ",
+         {"kernel": [3, 3]})
+cs.error("wg_err_kernel", "conv2d_weight_grad", [R((2, 3, 5, 5)), R((2, 4, 3, 3))], "'kernel' is required")
+cs.error("wg_err_groups", "conv2d_weight_grad", [R((2, 3, 5, 5)), R((2, 4, 3, 3))], "must divide",
+         {"kernel": [3, 3], "groups": 2})
+cs.error("wg_err_dtype", "conv2d_weight_grad", [R((2, 3, 5, 5)), R((2, 4, 3, 3), np.float64)], "same dtype",
+         {"kernel": [3, 3]})
+
 main_write(cs)

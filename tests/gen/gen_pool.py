@@ -156,4 +156,126 @@ cs.error("aap_err_int", "adaptive_avg_pool2d", [np.ones((1, 1, 4, 4), np.int32)]
          {"output_size": [2, 2]})
 cs.error("aap_err_len", "adaptive_avg_pool2d", [x], "needs 1 or 2 values", {"output_size": []})
 
+# ---- backward ops (the gradient rules' kernels), against torch autograd ----
+
+
+def t64(a):
+    return torch.from_numpy(np.ascontiguousarray(a).astype(np.float64))
+
+
+def pool_attrs(kernel, stride, padding, ceil_mode, count_include_pad=None):
+    attrs = {"kernel": list(kernel)}
+    if stride is not None:
+        attrs["stride"] = list(stride)
+    if padding is not None:
+        attrs["padding"] = list(padding)
+    if ceil_mode is not None:
+        attrs["ceil_mode"] = int(ceil_mode)
+    if count_include_pad is not None:
+        attrs["count_include_pad"] = int(count_include_pad)
+    return attrs
+
+
+def mpb(cid, x, kernel, stride=None, padding=None, ceil_mode=None, xin=None):
+    st = [s if s else k for s, k in zip(stride, kernel)] if stride else None
+    xt = t64(x).requires_grad_(True)
+    y = F.max_pool2d(xt, kernel, st, padding or 0, 1, bool(ceil_mode))
+    gy = cs.rand(tuple(y.shape), x.dtype)
+    (gx,) = torch.autograd.grad(y, xt, t64(gy))
+    cs.case(cid, "max_pool2d_backward", [xin if xin is not None else x, gy], [gx.numpy().astype(x.dtype)],
+            pool_attrs(kernel, stride, padding, ceil_mode), tol=tol_for(x))
+
+
+def mpi(cid, x, kernel, stride=None, padding=None, ceil_mode=None):
+    st = [s if s else k for s, k in zip(stride, kernel)] if stride else None
+    _, idx = F.max_pool2d(t64(x), kernel, st, padding or 0, 1, bool(ceil_mode), return_indices=True)
+    cs.case(cid, "max_pool2d_indices", [x], [idx.numpy().astype(np.int64)],
+            pool_attrs(kernel, stride, padding, ceil_mode))
+
+
+def apb(cid, x_shape, kernel, stride=None, padding=None, ceil_mode=None, count_include_pad=None, dt=np.float32):
+    st = [s if s else k for s, k in zip(stride, kernel)] if stride else None
+    xt = torch.zeros(x_shape, dtype=torch.float64, requires_grad=True)
+    y = F.avg_pool2d(xt, kernel, st, padding or 0, bool(ceil_mode),
+                     True if count_include_pad is None else bool(count_include_pad))
+    gy = cs.rand(tuple(y.shape), dt)
+    (gx,) = torch.autograd.grad(y, xt, t64(gy))
+    attrs = pool_attrs(kernel, stride, padding, ceil_mode, count_include_pad)
+    attrs["input_size"] = list(x_shape[-2:])
+    cs.case(cid, "avg_pool2d_backward", [gy], [gx.numpy().astype(dt)], attrs, tol=tol_for(gy))
+
+
+def aapb(cid, x_shape, out, dt=np.float32):
+    xt = torch.zeros(x_shape, dtype=torch.float64, requires_grad=True)
+    y = F.adaptive_avg_pool2d(xt, out)
+    gy = cs.rand(tuple(y.shape), dt)
+    (gx,) = torch.autograd.grad(y, xt, t64(gy))
+    cs.case(cid, "adaptive_avg_pool2d_backward", [gy], [gx.numpy().astype(dt)],
+            {"input_size": list(x_shape[-2:])}, tol=tol_for(gy))
+
+
+mpb("mpb_2x2", R((2, 3, 8, 9)), (2, 2))                               # 2x2 fast path, odd width
+mpb("mpb_2x2_ceil", R((1, 2, 7, 7)), (2, 2), (2, 2), None, True)      # partial last windows
+mpb("mpb_3x3_s2_p1", R((2, 3, 8, 9)), (3, 3), (2, 2), (1, 1))
+mpb("mpb_overlap", R((1, 2, 6, 7)), (3, 2), (1, 1))                   # windows share elements
+mpb("mpb_rect_pad", R((2, 2, 8, 9)), (4, 3), (2, 1), (2, 1))
+mpb("mpb_ceil_pad", R((1, 2, 7, 7)), (3, 3), (2, 2), (1, 1), True)
+mpb("mpb_ceil_s3", R((1, 2, 10, 11)), (2, 2), (3, 3), (1, 0), True)
+mpb("mpb_unbatched", R((3, 6, 7)), (2, 2))
+mpb("mpb_f64", R((2, 2, 7, 6), np.float64), (3, 3), (2, 2), (1, 1))
+mpb("mpb_lenet", R((4, 6, 24, 24)), (2, 2))                           # 8-wide vectors, an overlapping tail
+mpb("mpb_2x2_f64_vec", R((2, 2, 7, 15), np.float64), (2, 2))           # 4-wide, odd sizes
+mpb("mpb_2x2_f64_small", R((1, 2, 4, 5), np.float64), (2, 2))         # 2-wide
+mpb("mpb_2x2_ceil_vec", R((1, 2, 5, 19)), (2, 2), None, None, True)    # vectors + partial windows
+xmn = R((1, 1, 2, 16))
+xmn[0, 0, 0, 1] = np.nan
+xmn[0, 0, 1, 1] = np.nan                                               # the last NaN gets the gradient
+xmn[0, 0, 1, 6] = np.nan
+mpb("mpb_nan_vec", xmn, (2, 2))
+xmp = R((8, 2, 3, 9))
+mpb("mpb_x_noncontig", xmp.transpose(1, 2, 0, 3), (2, 2), xin=In(xmp, view=[("permute", [1, 2, 0, 3])]))
+xtie = np.array([[[[1, 1, 0, 2], [1, 0, 2, 2], [3, 3, 0, 0], [3, 3, 0, 0]]]], np.float32)
+mpb("mpb_ties_first", xtie, (2, 2))
+mpb("mpb_ties_overlap", xtie, (2, 2), (1, 1))
+mpi("mpi_2x2", R((2, 3, 8, 9)), (2, 2))
+mpi("mpi_3x3_s2_p1", R((2, 3, 8, 9)), (3, 3), (2, 2), (1, 1))
+mpi("mpi_ceil_pad", R((1, 2, 7, 7)), (3, 3), (2, 2), (1, 1), True)
+mpi("mpi_ties", xtie, (2, 2), (1, 1))
+xinf = np.full((1, 1, 4, 4), -np.inf, np.float32)
+xinf[0, 0, 3, 3] = 1.0
+mpi("mpi_neg_inf", xinf, (2, 2))                                      # an all -inf window: its first element
+xnan = R((1, 1, 4, 4))
+xnan[0, 0, 0, 1] = np.nan
+xnan[0, 0, 1, 0] = np.nan
+mpi("mpi_nan", xnan, (2, 2))                                          # the last NaN, like torch
+mpi("mpi_f64", R((2, 2, 7, 6), np.float64), (3, 3), (2, 2), (1, 1))
+mpi("mpi_i64", cs.randint((1, 2, 6, 7), -100, 100), (3, 3), (2, 2), (1, 1))
+cs.error("mpb_err_gy_shape", "max_pool2d_backward", [R((1, 2, 6, 6)), R((1, 2, 4, 3))], "output gradient must be",
+         {"kernel": [2, 2]})
+cs.error("mpb_err_int", "max_pool2d_backward", [np.ones((1, 1, 4, 4), np.int64), np.ones((1, 1, 2, 2), np.int64)],
+         "expected a float input", {"kernel": [2, 2]})
+
+apb("apb_2x2", (2, 3, 8, 9), (2, 2))
+apb("apb_3x3_s2_incl", (2, 3, 8, 9), (3, 3), (2, 2), (1, 1))
+apb("apb_3x3_s2_excl", (2, 3, 8, 9), (3, 3), (2, 2), (1, 1), None, False)
+apb("apb_rect_excl", (2, 2, 8, 9), (4, 3), (1, 2), (2, 1), None, False)
+apb("apb_ceil_incl", (1, 2, 7, 7), (3, 3), (2, 2), (1, 1), True, True)
+apb("apb_ceil_excl", (1, 2, 7, 7), (3, 3), (2, 2), (1, 1), True, False)
+apb("apb_ceil_nopad", (1, 2, 7, 8), (2, 3), (2, 2), None, True)
+apb("apb_overlap", (1, 2, 6, 7), (3, 2), (1, 1))
+apb("apb_global", (2, 4, 4, 4), (4, 4))
+apb("apb_unbatched", (3, 8, 9), (2, 2))
+apb("apb_f64", (2, 2, 7, 6), (3, 3), (2, 2), (1, 1), None, False, np.float64)
+cs.error("apb_err_size", "avg_pool2d_backward", [R((1, 2, 3, 3))], "output gradient must be",
+         {"kernel": [2, 2], "input_size": [8, 8]})
+cs.error("apb_err_no_size", "avg_pool2d_backward", [R((1, 2, 4, 4))], "input_size", {"kernel": [2, 2]})
+
+aapb("aapb_1x1", (2, 3, 8, 9), (1, 1))
+aapb("aapb_uneven", (2, 3, 8, 9), (3, 5))
+aapb("aapb_upsample", (1, 2, 3, 2), (5, 4))
+aapb("aapb_unbatched", (3, 7, 5), (2, 3))
+aapb("aapb_f64", (2, 2, 7, 6), (3, 4), np.float64)
+cs.error("aapb_err_size", "adaptive_avg_pool2d_backward", [R((1, 2, 3, 3))], "must be positive",
+         {"input_size": [0, 4]})
+
 main_write(cs)
