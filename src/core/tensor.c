@@ -7,11 +7,22 @@
 
 #include "internal.h"
 
+/* Products of dimensions saturate at INT64_MAX instead of overflowing: a
+ * shape that large is refused where memory is involved (fern__tensor_alloc),
+ * and inference on huge or probed shapes stays defined. */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) != (b < 0) ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
 int64_t fern__numel(int ndim, const int64_t *shape)
 {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
-        n *= shape[i];
+        n = mul_sat(n, shape[i]);
     return n;
 }
 
@@ -20,7 +31,7 @@ void fern__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
     int64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         strides[i] = s;
-        s *= shape[i] > 0 ? shape[i] : 1;
+        s = mul_sat(s, shape[i] > 0 ? shape[i] : 1);
     }
 }
 
@@ -95,10 +106,17 @@ fern_tensor *fern__tensor_alloc(fern_dtype dt, int ndim, const int64_t *shape, f
 {
     if (check_shape("empty", dt, ndim, shape))
         return NULL;
+    int64_t numel = fern__numel(ndim, shape);
+    if (numel > (int64_t)(SIZE_MAX / 2 / fern_dtype_size(dt))) {
+        char b[160];
+        fern_set_error(FERN_ERR_NOMEM, "tensor: shape %s of %s is too large",
+                       fern__shape_str(ndim, shape, b, sizeof b), fern_dtype_name(dt));
+        return NULL;
+    }
     fern_tensor *t = fern__tensor_header(dt, ndim, shape);
     if (!t)
         return NULL;
-    size_t nbytes = (size_t)fern__numel(ndim, shape) * fern_dtype_size(dt);
+    size_t nbytes = (size_t)numel * fern_dtype_size(dt);
     fern_storage *s = malloc(sizeof *s);
     void *data = s ? fern_alloc(dev, nbytes) : NULL;
     if (!data) {

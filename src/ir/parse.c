@@ -315,6 +315,9 @@ static fern_tensor *parse_const(parser *ps)
     for (int d = 0; d < nd; d++)
         if (shape[d] < 0)
             fail(ps, "a constant needs a concrete shape%s", "");
+    /* every value takes at least one character: refuse before allocating */
+    if ((uint64_t)fern__numel(nd, shape) > (uint64_t)strlen(ps->p))
+        fail(ps, "the constant declares more values than the text holds%s", "");
     fern_tensor *t = fern__tensor_alloc(dt, nd, shape, FERN_CPU);
     if (!t)
         longjmp(ps->fail, 1);

@@ -18,6 +18,16 @@ static void put(sbuf *b, const char *fmt, ...)
 {
     if (b->failed)
         return;
+    if (!b->buf) { /* never offset a NULL pointer, even by zero */
+        b->buf = malloc(256);
+        if (!b->buf) {
+            b->failed = 1;
+            return;
+        }
+        b->cap = 256;
+        b->len = 0;
+        b->buf[0] = '\0';
+    }
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
