@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     }
     fern_seed(1);
     fern_set_mode(graph ? FERN_GRAPH_MODE : FERN_PYNATIVE_MODE);
+    fern_scope_begin(); /* owns the parameters, optimizer state and data */
     const fern_dtype dt = FERN_F64;
     int64_t sizes[4] = {1, HIDDEN, HIDDEN, 1};
     mlp m;
@@ -129,6 +130,7 @@ int main(int argc, char **argv)
     fern_fn *step_fn = fern_value_and_grad_params(loss, params, 6);
     if (!step_fn) {
         fprintf(stderr, "pinn: %s\n", fern_last_error());
+        fern_scope_end();
         return 1;
     }
     printf("PINN: u'' = -pi^2 sin(pi x), u(0) = u(1) = 0, %s mode, %d steps\n",
@@ -138,6 +140,8 @@ int main(int argc, char **argv)
         fern_tensor *out[7];
         if (fern_call(step_fn, 1, &x, 7, out) != FERN_OK) {
             fprintf(stderr, "pinn: step %d: %s\n", t, fern_last_error());
+            while (fern_scope_depth() > 0)
+                fern_scope_end();
             return 1;
         }
         double lr = t < steps / 2 ? 5e-3 : t < 3 * steps / 4 ? 1e-3 : 3e-4;
@@ -166,5 +170,6 @@ int main(int argc, char **argv)
     fern_fn_release(fdu);
     fern_fn_release(p.du);
     fern_fn_release(fu);
+    fern_scope_end();
     return max_err < 2e-2 ? 0 : 1;
 }
