@@ -5,7 +5,7 @@
  * one full LeNet Fashion-MNIST epoch (data pipeline included) in graph mode.
  * Prints "train MODEL MODE MS" lines for bench/compare.py.
  *
- * usage: bench_train [--quick] [--data DIR] */
+ * usage: bench_train [--quick] [--data DIR] [--model M [--mode graph|pynative]] [--iters N] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +96,8 @@ static double bench_model(const char *name, fern_cell *net, fern_tensor *x, fern
     return med;
 }
 
+static int g_iters; /* --iters: override for profiling one model */
+
 static void one_model(const char *name, int mode, int quick)
 {
     fern_seed(0);
@@ -119,6 +121,8 @@ static void one_model(const char *name, int mode, int quick)
         warm = 2;
         iters = quick ? 3 : 8;
     }
+    if (g_iters > 0)
+        iters = g_iters;
     bench_model(name, net, x, y, mode, warm, iters);
     fern_cell_release(net);
     fern_scope_end();
@@ -229,18 +233,33 @@ static void full_epoch(const char *dir)
 int main(int argc, char **argv)
 {
     int quick = 0;
+    const char *only = NULL, *only_mode = NULL;
     const char *dir = "/usr/share/datasets/fashion-mnist";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--data") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            only_mode = argv[++i];
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
+            g_iters = atoi(argv[++i]);
         else {
-            printf("usage: bench_train [--quick] [--data DIR]\n");
+            printf("usage: bench_train [--quick] [--data DIR] [--model lenet|mlp|resnet18 [--mode graph|pynative]]\n"
+                   "                   [--iters N]\n"
+                   "With --model, only that model's training step is timed (for profiling).\n");
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
     }
     printf("threads %d\n", fern_num_threads());
+    if (only) {
+        for (int mode = 1; mode >= 0; mode--)
+            if (!only_mode || !strcmp(only_mode, mode ? "graph" : "pynative"))
+                one_model(only, mode, quick);
+        return 0;
+    }
     const char *models[3] = {"lenet", "mlp", "resnet18"};
     for (int k = 0; k < 3; k++)
         for (int mode = 1; mode >= 0; mode--)

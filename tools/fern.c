@@ -236,7 +236,7 @@ static int cmd_info(const command *c, int argc, char **argv)
     printf("%-14s core %s, %d thread%s (%s)%s\n", "", openblas_get_corename(),
            openblas_get_num_threads(), openblas_get_num_threads() == 1 ? "" : "s",
            par == 0 ? "sequential build" : par == 1 ? "pthreads" : "OpenMP",
-           getenv("OPENBLAS_NUM_THREADS") ? ", from OPENBLAS_NUM_THREADS" : "");
+           openblas_get_num_threads() == 1 ? "; fern splits large gemms over its own threads" : "");
     print_cpu_features();
 #if defined(__VERSION__)
     printf("%-14s %s, C%ld, %s%s%s\n", "compiler", __VERSION__, (long)__STDC_VERSION__,

@@ -69,6 +69,8 @@ fern_tensor *fern_tan(fern_tensor *x);
 fern_tensor *fern_tanh(fern_tensor *x);
 fern_tensor *fern_sigmoid(fern_tensor *x);
 fern_tensor *fern_relu(fern_tensor *x);
+/* relu's gradient from its output y: g where y > 0, else 0 (f32/f64). */
+fern_tensor *fern_relu_backward(fern_tensor *g, fern_tensor *y);
 fern_tensor *fern_leaky_relu(fern_tensor *x, double negative_slope);
 fern_tensor *fern_elu(fern_tensor *x, double alpha);
 /* approximate = 0: x*Phi(x) with erf; 1: the tanh approximation. */
@@ -145,6 +147,9 @@ fern_tensor *fern_cumprod(fern_tensor *x, int axis);
 /* numpy.matmul semantics: 1-D operands are promoted and squeezed, batch
  * dimensions broadcast. f32/f64 go through BLAS. */
 fern_tensor *fern_matmul(fern_tensor *a, fern_tensor *b);
+/* x @ weight^T + bias (torch.nn.functional.linear): x (..., in), weight (out, in),
+ * bias (out) or NULL. */
+fern_tensor *fern_linear(fern_tensor *x, fern_tensor *weight, fern_tensor *bias);
 
 /* ---- neural-network ops ------------------------------------------------ */
 typedef enum { FERN_REDUCTION_NONE = 0, FERN_REDUCTION_MEAN = 1, FERN_REDUCTION_SUM = 2 } fern_reduction;
@@ -291,6 +296,16 @@ fern_tensor *fern_argsort(fern_tensor *x, int axis, int descending);
  * parameters and batch norm its running statistics inside one graph). Not
  * differentiable. */
 fern_tensor *fern_assign(fern_tensor *target, fern_tensor *value);
+/* Fused in-place optimizer steps (ordered side effects like assign; both
+ * return param). lr and step are 0-d tensors read at run time, step the
+ * 1-based number of the step being taken. param and the state tensors must
+ * be contiguous. apply_momentum is torch's SGD with dampening 0; apply_adam
+ * is Adam (decoupled 0) or AdamW (decoupled 1). */
+fern_tensor *fern_apply_momentum(fern_tensor *param, fern_tensor *buf, fern_tensor *grad, fern_tensor *lr,
+                                 double momentum, double weight_decay, int nesterov);
+fern_tensor *fern_apply_adam(fern_tensor *param, fern_tensor *m, fern_tensor *v, fern_tensor *grad,
+                             fern_tensor *lr, fern_tensor *step, double beta1, double beta2, double eps,
+                             double weight_decay, int decoupled);
 
 /* ---- the registry, generically ----------------------------------------
  * Every op above is an entry of the registry. This interface calls ops by

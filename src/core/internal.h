@@ -81,4 +81,8 @@ void fern__rng_next(uint64_t *seed, uint64_t *offset);
  * then draws afresh at every run) or was pinned by the caller. */
 int fern__rng_take_drawn(void);
 
+/* OpenBLAS single-threaded, once (src/backend/cpu/gemm.c): fern's pool
+ * owns the threads. */
+void fern__blas_init(void);
+
 #endif

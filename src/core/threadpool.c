@@ -3,23 +3,30 @@
  * thread is using the pool, run inline: correctness never depends on the
  * pool, only speed does. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* Workers spin a while on the generation counter before sleeping on the
+ * condvar: a training step issues thousands of short kernels back to back,
+ * and a futex wake-up per kernel (several microseconds each way) cost more
+ * than most of those kernels. The caller spins on `pending` likewise. */
+#define POOL_SPIN 4000 /* polls, each a pause: roughly 50 microseconds */
+
 typedef struct {
-    pthread_mutex_t lock;     /* guards the fields below              */
-    pthread_cond_t work_cv;   /* workers wait for a new generation    */
-    pthread_cond_t done_cv;   /* the caller waits for pending == 0    */
+    pthread_mutex_t lock;     /* guards sleepers and the condvar wait */
+    pthread_cond_t work_cv;   /* sleeping workers wait for a new generation */
     pthread_mutex_t use_lock; /* one parallel region at a time        */
     pthread_t *threads;
     int n_workers;            /* threads besides the caller           */
     int configured;           /* requested total threads, 0 = unset   */
-    uint64_t generation;
-    int pending;
-    int shutdown;
+    int sleepers;             /* workers blocked on work_cv (lock)    */
+    atomic_uint_fast64_t generation;
+    atomic_int pending;       /* workers not yet done with this generation */
+    atomic_int shutdown;
     void (*fn)(void *, int64_t, int64_t);
     void *ctx;
     int64_t n, chunk, n_chunks;
@@ -28,9 +35,17 @@ typedef struct {
 
 static pool tp = {.lock = PTHREAD_MUTEX_INITIALIZER,
                   .work_cv = PTHREAD_COND_INITIALIZER,
-                  .done_cv = PTHREAD_COND_INITIALIZER,
                   .use_lock = PTHREAD_MUTEX_INITIALIZER};
 static _Thread_local int in_parallel_region;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static void run_chunks(void)
 {
@@ -43,25 +58,38 @@ static void run_chunks(void)
     }
 }
 
+/* The next generation after `seen`, or `seen` on shutdown. */
+static uint64_t wait_for_work(uint64_t seen)
+{
+    for (int spin = 0; spin < POOL_SPIN; spin++) {
+        uint64_t g = atomic_load_explicit(&tp.generation, memory_order_acquire);
+        if (g != seen || atomic_load_explicit(&tp.shutdown, memory_order_relaxed))
+            return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&tp.lock);
+    tp.sleepers++;
+    uint64_t g;
+    while ((g = atomic_load_explicit(&tp.generation, memory_order_acquire)) == seen &&
+           !atomic_load(&tp.shutdown))
+        pthread_cond_wait(&tp.work_cv, &tp.lock);
+    tp.sleepers--;
+    pthread_mutex_unlock(&tp.lock);
+    return g;
+}
+
 static void *worker_main(void *arg)
 {
     (void)arg;
     in_parallel_region = 1;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&tp.lock);
+    uint64_t seen = atomic_load(&tp.generation);
     for (;;) {
-        while (!tp.shutdown && tp.generation == seen)
-            pthread_cond_wait(&tp.work_cv, &tp.lock);
-        if (tp.shutdown)
+        seen = wait_for_work(seen);
+        if (atomic_load(&tp.shutdown))
             break;
-        seen = tp.generation;
-        pthread_mutex_unlock(&tp.lock);
         run_chunks();
-        pthread_mutex_lock(&tp.lock);
-        if (--tp.pending == 0)
-            pthread_cond_signal(&tp.done_cv);
+        atomic_fetch_sub_explicit(&tp.pending, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&tp.lock);
     return NULL;
 }
 
@@ -77,17 +105,20 @@ static int env_threads(void)
 int fern_num_threads(void)
 {
     pthread_mutex_lock(&tp.lock);
-    if (!tp.configured)
+    int first = !tp.configured;
+    if (first)
         tp.configured = env_threads();
     int n = tp.configured;
     pthread_mutex_unlock(&tp.lock);
+    if (first)
+        fern__blas_init(); /* this pool, not OpenBLAS's, runs fern's threads */
     return n;
 }
 
 static void stop_workers(void)
 {
     pthread_mutex_lock(&tp.lock);
-    tp.shutdown = 1;
+    atomic_store(&tp.shutdown, 1);
     pthread_cond_broadcast(&tp.work_cv);
     pthread_mutex_unlock(&tp.lock);
     for (int i = 0; i < tp.n_workers; i++)
@@ -95,7 +126,7 @@ static void stop_workers(void)
     free(tp.threads);
     tp.threads = NULL;
     tp.n_workers = 0;
-    tp.shutdown = 0;
+    atomic_store(&tp.shutdown, 0);
 }
 
 void fern_set_num_threads(int n)
@@ -146,26 +177,30 @@ void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int
     int64_t max_parts = (int64_t)(tp.n_workers + 1) * 4; /* some slack for load balance */
     if (parts > max_parts)
         parts = max_parts;
-    pthread_mutex_lock(&tp.lock);
     tp.fn = fn;
     tp.ctx = ctx;
     tp.n = n;
     tp.chunk = (n + parts - 1) / parts;
     tp.n_chunks = (n + tp.chunk - 1) / tp.chunk;
     atomic_store(&tp.next_chunk, 0);
-    tp.pending = tp.n_workers;
-    tp.generation++;
-    pthread_cond_broadcast(&tp.work_cv);
+    atomic_store(&tp.pending, tp.n_workers);
+    /* under the lock, so a worker about to sleep sees the new generation */
+    pthread_mutex_lock(&tp.lock);
+    atomic_fetch_add_explicit(&tp.generation, 1, memory_order_release);
+    if (tp.sleepers)
+        pthread_cond_broadcast(&tp.work_cv);
     pthread_mutex_unlock(&tp.lock);
 
     in_parallel_region = 1;
     run_chunks();
     in_parallel_region = 0;
 
-    pthread_mutex_lock(&tp.lock);
-    while (tp.pending > 0)
-        pthread_cond_wait(&tp.done_cv, &tp.lock);
-    pthread_mutex_unlock(&tp.lock);
+    for (int spin = 0; atomic_load_explicit(&tp.pending, memory_order_acquire) > 0; spin++) {
+        if (spin < POOL_SPIN)
+            cpu_relax();
+        else
+            sched_yield(); /* a worker was descheduled: let it run */
+    }
     pthread_mutex_unlock(&tp.use_lock);
 }
 

@@ -127,9 +127,15 @@ static int linear_forward(fern_cell *self, int n_in, fern_tensor *const *in, int
         return fern__layer_err(self, "expected an input whose last dim is %lld, got %s", (long long)s->in,
                                fern_tensor_desc(x, d, sizeof d));
     }
-    fern_tensor *y = fern_matmul(x, fern_transpose(s->w, 0, 1));
-    if (s->b)
-        y = fern_add(y, s->b);
+    fern_tensor *y;
+    fern_dtype dt = fern_tensor_dtype(s->w);
+    if (dt == FERN_F32 || dt == FERN_F64) {
+        y = fern_linear(x, s->w, s->b); /* bias in the gemm, weight grad in W's layout */
+    } else {
+        y = fern_matmul(x, fern_transpose(s->w, 0, 1));
+        if (s->b)
+            y = fern_add(y, s->b);
+    }
     out[0] = y;
     return y ? 0 : -1;
 }

@@ -18,21 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backend/cpu/gemm.h"
 #include "op_def.h"
-
-/* OpenBLAS (interface/gemm.c, gemv.c) runs a gemm single-threaded when
- * M*N*K <= 65536 * GEMM_MULTITHREAD_THRESHOLD (4), a gemv when M*N < 2304 * 4.
- * Only such calls are issued from fern's worker threads, so the two thread
- * pools never nest. */
-#define BLAS_ST_GEMM_MNK 262144.0
-#define BLAS_ST_GEMV_MN 9216.0
-
-static int blas_single_threaded(int64_t M, int64_t N, int64_t K)
-{
-    if (M == 1 || N == 1)
-        return (double)(M == 1 ? N : M) * (double)K < BLAS_ST_GEMV_MN;
-    return (double)M * (double)N * (double)K <= BLAS_ST_GEMM_MNK;
-}
 
 /* ---- inference --------------------------------------------------------- */
 
@@ -178,8 +165,7 @@ static void gemm_run(const gemm_desc *d, const void *A, const void *B, void *C)
 {
     const int M = (int)d->M, N = (int)d->N, K = (int)d->K;
     const int lda = (int)d->lda, ldb = (int)d->ldb, ldc = (int)d->ldc;
-    enum CBLAS_TRANSPOSE ta = d->ta == 'T' ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = d->tb == 'T' ? CblasTrans : CblasNoTrans;
+    fern__blas_init();
     if (N == 1 && ldc == 1) {
         /* y = op(A) x, x = the column of op(B) */
         int incx = d->tb == 'T' ? 1 : ldb;
@@ -212,10 +198,7 @@ static void gemm_run(const gemm_desc *d, const void *A, const void *B, void *C)
         }
         return;
     }
-    if (d->dt == FERN_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, 0.0, C, ldc);
+    fern__gemm(d->dt, d->ta, d->tb, M, N, K, A, lda, B, ldb, 0.0, C, ldc);
 }
 
 typedef struct {
@@ -324,13 +307,10 @@ static int matmul_float(const fern_tensor *a, const fern_tensor *b, fern_tensor 
         gemm_run(&d, pa, pb, pc);
     } else if (g.nbatch > 1) {
         gemm_batch_job j = {&d, &g, pa, pb, pc, es};
-        if (blas_single_threaded(g.M, g.N, g.K)) {
-            double work = (double)g.M * (double)g.N * (double)g.K;
-            int64_t grain = work >= 32768 ? 1 : (int64_t)(32768 / (work + 1)) + 1;
-            fern_parallel_for(g.nbatch, grain, gemm_batch_range, &j);
-        } else {
-            gemm_batch_range(&j, 0, g.nbatch);
-        }
+        /* small products: one per thread at a time; large ones split inside */
+        double work = (double)g.M * (double)g.N * (double)g.K;
+        int64_t grain = work >= 32768 ? 1 : (int64_t)(32768 / (work + 1)) + 1;
+        fern_parallel_for(g.nbatch, grain, gemm_batch_range, &j);
     }
     fern_release(ac);
     fern_release(bc);

@@ -196,5 +196,8 @@ extern const fern_op_def *const fern_ops_index[];
 extern const fern_op_def *const fern_ops_sort[];
 extern const fern_op_def *const fern_ops_fused[];
 extern const fern_op_def *const fern_ops_state[];
+extern const fern_op_def *const fern_ops_activation_grad[];
+extern const fern_op_def *const fern_ops_linear[];
+extern const fern_op_def *const fern_ops_optim[];
 
 #endif

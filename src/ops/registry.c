@@ -11,6 +11,7 @@ static const fern_op_def *const *const families[] = {
     fern_ops_creation, fern_ops_random, fern_ops_unary, fern_ops_binary, fern_ops_reduce,
     fern_ops_matmul,   fern_ops_conv,   fern_ops_pool,  fern_ops_norm,   fern_ops_nn,
     fern_ops_loss,     fern_ops_view,   fern_ops_index, fern_ops_sort,  fern_ops_fused, fern_ops_state,
+    fern_ops_activation_grad, fern_ops_linear, fern_ops_optim,
 };
 
 static const fern_op_def **sorted_ops;

@@ -376,7 +376,10 @@ static fern_tensor *mask_mul(fern_tensor *g, fern_tensor *pred) { return fern_mu
 GRAD1(neg, fern_neg(g))
 GRAD1(abs, fern_mul(g, fern_sign(x)))
 GRAD1(square, fern_mul(g, fern_mul_scalar(x, 2.0)))
-GRAD1(relu, mask_mul(g, fern_gt(x, scal(x, 0))))
+/* one fused pass for f32/f64 (relu_backward); other dtypes as generic ops */
+GRAD1(relu, fern_dtype_is_float(y->dtype) && (y->dtype == FERN_F32 || y->dtype == FERN_F64)
+                ? fern_relu_backward(g, y)
+                : mask_mul(g, fern_gt(x, scal(x, 0))))
 GRAD1(exp, fern_mul(g, y))
 GRAD1(expm1, fern_mul(g, fern_add_scalar(y, 1.0)))
 GRAD1(log, fern_div(g, x))

@@ -233,6 +233,17 @@ static int update(fern_optimizer *o, int i, fern_tensor *g)
         g = fern_cast(g, dt);
     fern_tensor *lr = fern_cast(o->lr, dt);
     fern_tensor *t = fern_add_scalar(o->step, 1.0); /* f64: the step being taken */
+    /* the common cases as one in-place pass each (same arithmetic) */
+    int fused_dt = (dt == FERN_F32 || dt == FERN_F64) && fern_tensor_is_contiguous(p);
+    if (fused_dt && o->k == SGD && o->momentum != 0 && o->dampening == 0 &&
+        fern_tensor_is_contiguous(o->slots[0][i]))
+        return fern_apply_momentum(p, o->slots[0][i], g, lr, o->momentum, o->wd, o->nesterov) ? 0 : -1;
+    if (fused_dt && (o->k == ADAM || o->k == ADAMW) && fern_tensor_is_contiguous(o->slots[0][i]) &&
+        fern_tensor_is_contiguous(o->slots[1][i]))
+        return fern_apply_adam(p, o->slots[0][i], o->slots[1][i], g, lr, t, o->beta1, o->beta2, o->eps, o->wd,
+                               o->k == ADAMW)
+                   ? 0
+                   : -1;
     fern_tensor *np = NULL;
     switch (o->k) {
     case SGD: {
@@ -240,10 +251,16 @@ static int update(fern_optimizer *o, int i, fern_tensor *g)
             g = fern_add(g, fern_mul_scalar(p, o->wd));
         if (o->momentum != 0) {
             fern_tensor *buf = o->slots[0][i];
-            fern_tensor *first = fern_eq(o->step, fern_scalar(FERN_F64, 0));
-            fern_tensor *nb = fern_where(first, g,
-                                         fern_add(fern_mul_scalar(buf, o->momentum),
-                                                  fern_mul_scalar(g, 1 - o->dampening)));
+            fern_tensor *nb;
+            if (o->dampening == 0) {
+                /* the buffer starts at zero, so momentum * 0 + g is torch's
+                 * first-step buf = g: no select over every element */
+                nb = fern_add(fern_mul_scalar(buf, o->momentum), g);
+            } else {
+                fern_tensor *first = fern_eq(o->step, fern_scalar(FERN_F64, 0));
+                nb = fern_where(first, g,
+                                fern_add(fern_mul_scalar(buf, o->momentum), fern_mul_scalar(g, 1 - o->dampening)));
+            }
             fern_assign(buf, nb);
             g = o->nesterov ? fern_add(g, fern_mul_scalar(nb, o->momentum)) : nb;
         }

@@ -2,6 +2,7 @@
 PyTorch 1.13."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from caselib import Cases, In, Out, main_write
 
@@ -125,5 +126,24 @@ cs.error("err_scalar", "matmul", [np.array(2.0, np.float32), cs.rand((3,))], "at
 cs.error("err_dtype_mix", "matmul", [cs.rand((2, 3)), cs.rand((3, 2), np.float64)], "same dtype")
 cs.error("err_bool", "matmul", [np.ones((2, 2), np.bool_), np.ones((2, 2), np.bool_)], "dtype")
 cs.error("err_u8", "matmul", [np.ones((2, 2), np.uint8), np.ones((2, 2), np.uint8)], "expected dtype")
+
+# ---- linear: x @ W^T + b (torch.nn.functional.linear) ----------------------------
+def lin(cid, x, w, b, xin=None, tol=None):
+    tb = None if b is None else torch.from_numpy(b)
+    e = F.linear(torch.from_numpy(x), torch.from_numpy(w), tb).numpy()
+    cs.case("linear_" + cid, "linear", [xin if xin is not None else x, w, b], [e], tol=tol)
+
+lin("bias", cs.rand((5, 7)), cs.rand((3, 7)), cs.rand((3,)))
+lin("nobias", cs.rand((5, 7)), cs.rand((3, 7)), None)
+lin("batch3d", cs.rand((2, 4, 6)), cs.rand((5, 6)), cs.rand((5,)))
+lin("vec", cs.rand((6,)), cs.rand((5, 6)), cs.rand((5,)))
+lin("f64", cs.rand((4, 9), np.float64), cs.rand((2, 9), np.float64), cs.rand((2,), np.float64))
+lin("big", cs.rand((64, 300)), cs.rand((70, 300)), cs.rand((70,)), tol=(1e-4, 1e-5))
+lin("rows0", np.zeros((0, 4), np.float32), cs.rand((3, 4)), cs.rand((3,)))
+xt = cs.rand((7, 5))
+lin("x_T", xt.T.copy(), cs.rand((3, 7)), cs.rand((3,)), xin=In(xt, view=[("permute", [1, 0])]))
+cs.error("linear_err_in", "linear", [cs.rand((5, 7)), cs.rand((3, 6)), None], "weight (out, in)")
+cs.error("linear_err_bias", "linear", [cs.rand((5, 7)), cs.rand((3, 7)), cs.rand((4,))], "f32[4]")
+cs.error("linear_err_dtype", "linear", [cs.rand((5, 7)), cs.rand((3, 7), np.float64), None], "linear")
 
 main_write(cs)

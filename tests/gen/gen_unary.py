@@ -215,6 +215,23 @@ for name, attrs in [("leaky_relu", None), ("elu", None), ("gelu", None), ("silu"
 cs.error("gelu_bad_approximate", "gelu", [g], "approximate must be 0", {"approximate": 2})
 cs.error("gelu_bad_approximate_neg", "gelu", [g], "approximate must be 0", {"approximate": -1})
 
+# ---- relu_backward: torch's threshold_backward(g, relu(x), 0) ------------------
+rb_x = cs.rand((3, 7), np.float32, -2, 2)
+rb_x[0, :4] = [0.0, -0.0, nan, inf]
+rb_y = np.maximum(rb_x, 0, where=~np.isnan(rb_x), out=rb_x.copy())
+rb_g = cs.rand((3, 7), np.float32, -1, 1)
+rb_g[1, :2] = [inf, nan]
+tb = lambda g, y: torch.ops.aten.threshold_backward(g, y, 0.0)
+for dt in (np.float32, np.float64):
+    gg, yy = rb_g.astype(dt), rb_y.astype(dt)
+    cs.case("relu_backward_" + np.dtype(dt).name, "relu_backward", [gg, yy],
+            [tb(torch.from_numpy(gg), torch.from_numpy(yy)).numpy()])
+cs.case("relu_backward_T", "relu_backward",
+        [In(rb_g.T.copy(), view=[("permute", [1, 0])]), rb_y],
+        [tb(torch.from_numpy(rb_g), torch.from_numpy(rb_y)).numpy()])
+cs.error("relu_backward_shape", "relu_backward", [rb_g, rb_y[:2]], "must have one shape")
+cs.error("relu_backward_i32", "relu_backward", [ii, ii], "relu_backward")
+
 # ---- clip ----------------------------------------------------------------------
 c = cs.rand((4, 5), np.float32, -3, 3)
 cs.case("clip_lo_only", "clip", [c], [run(lambda x: torch.clamp(x, min=-1.0), c)], {"lo": -1.0})

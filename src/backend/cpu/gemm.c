@@ -1,0 +1,88 @@
+/* Gemm through single-threaded OpenBLAS, split across fern's pool. See
+ * gemm.h for why fern, not OpenBLAS, owns the threads. */
+#include <cblas.h>
+#include <pthread.h>
+
+#include "gemm.h"
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single(void) { openblas_set_num_threads(1); }
+
+void fern__blas_init(void) { pthread_once(&blas_once, blas_single); }
+
+typedef struct {
+    fern_dtype dt;
+    char ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    const char *A, *B;
+    char *C;
+    double beta;
+    int split_n;   /* 1: parts are column blocks of C, 0: row blocks */
+    int64_t block; /* rows or columns per part */
+} gemm_job;
+
+static void gemm_call(const gemm_job *j, int64_t M, int64_t N, const char *A, const char *B, char *C)
+{
+    enum CBLAS_TRANSPOSE ta = j->ta == 'T' ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = j->tb == 'T' ? CblasTrans : CblasNoTrans;
+    if (j->dt == FERN_F32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)j->K, 1.0f, (const float *)A, (int)j->lda,
+                    (const float *)B, (int)j->ldb, (float)j->beta, (float *)C, (int)j->ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)j->K, 1.0, (const double *)A, (int)j->lda,
+                    (const double *)B, (int)j->ldb, j->beta, (double *)C, (int)j->ldc);
+}
+
+static void gemm_part(void *ctx, int64_t begin, int64_t end)
+{
+    const gemm_job *j = ctx;
+    const size_t es = fern_dtype_size(j->dt);
+    for (int64_t p = begin; p < end; p++) {
+        int64_t lo = p * j->block, hi = lo + j->block;
+        if (j->split_n) {
+            if (hi > j->N)
+                hi = j->N;
+            if (lo >= hi)
+                continue;
+            /* columns lo..hi of op(B): B's columns ('N') or rows ('T') */
+            const char *B = j->B + (size_t)(j->tb == 'T' ? lo * j->ldb : lo) * es;
+            gemm_call(j, j->M, hi - lo, j->A, B, j->C + (size_t)lo * es);
+        } else {
+            if (hi > j->M)
+                hi = j->M;
+            if (lo >= hi)
+                continue;
+            const char *A = j->A + (size_t)(j->ta == 'T' ? lo : lo * j->lda) * es;
+            gemm_call(j, hi - lo, j->N, A, j->B, j->C + (size_t)(lo * j->ldc) * es);
+        }
+    }
+}
+
+/* Below this many multiply-adds a split costs more (a wake-up, and
+ * OpenBLAS packing B once per part) than it saves. */
+#define GEMM_SPLIT_MNK ((double)(1 << 23))
+
+void fern__gemm(fern_dtype dt, char ta, char tb, int64_t M, int64_t N, int64_t K, const void *A,
+                int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
+{
+    fern__blas_init();
+    gemm_job j = {dt, ta, tb, M, N, K, lda, ldb, ldc, A, B, C, beta, 0, M};
+    if (M <= 0 || N <= 0)
+        return;
+    int threads = fern_num_threads();
+    double work = (double)M * (double)N * (double)K;
+    if (threads <= 1 || work < GEMM_SPLIT_MNK || (M < 32 && N < 32)) {
+        gemm_call(&j, M, N, j.A, j.B, j.C);
+        return;
+    }
+    /* split the longer side into parts of whole register blocks (16 f32) */
+    j.split_n = N >= M;
+    int64_t len = j.split_n ? N : M;
+    int64_t parts = threads;
+    int64_t block = (len + parts - 1) / parts;
+    block = (block + 15) / 16 * 16;
+    j.block = block;
+    parts = (len + block - 1) / block;
+    fern_parallel_for(parts, 1, gemm_part, &j);
+}
