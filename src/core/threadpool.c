@@ -3,7 +3,6 @@
  * thread is using the pool, run inline: correctness never depends on the
  * pool, only speed does. */
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -19,6 +18,8 @@
 typedef struct {
     pthread_mutex_t lock;     /* guards sleepers and the condvar wait */
     pthread_cond_t work_cv;   /* sleeping workers wait for a new generation */
+    pthread_cond_t done_cv;   /* a sleeping caller waits for pending == 0 */
+    int caller_sleeping;      /* (lock)                                */
     pthread_mutex_t use_lock; /* one parallel region at a time        */
     pthread_t *threads;
     int n_workers;            /* threads besides the caller           */
@@ -35,6 +36,7 @@ typedef struct {
 
 static pool tp = {.lock = PTHREAD_MUTEX_INITIALIZER,
                   .work_cv = PTHREAD_COND_INITIALIZER,
+                  .done_cv = PTHREAD_COND_INITIALIZER,
                   .use_lock = PTHREAD_MUTEX_INITIALIZER};
 static _Thread_local int in_parallel_region;
 
@@ -88,7 +90,12 @@ static void *worker_main(void *arg)
         if (atomic_load(&tp.shutdown))
             break;
         run_chunks();
-        atomic_fetch_sub_explicit(&tp.pending, 1, memory_order_release);
+        if (atomic_fetch_sub_explicit(&tp.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&tp.lock);
+            if (tp.caller_sleeping)
+                pthread_cond_signal(&tp.done_cv);
+            pthread_mutex_unlock(&tp.lock);
+        }
     }
     return NULL;
 }
@@ -195,11 +202,20 @@ void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int
     run_chunks();
     in_parallel_region = 0;
 
+    /* spin briefly; then sleep (a worker may be descheduled when the
+     * machine is oversubscribed, and spinning would keep it off the CPU) */
     for (int spin = 0; atomic_load_explicit(&tp.pending, memory_order_acquire) > 0; spin++) {
-        if (spin < POOL_SPIN)
+        if (spin < POOL_SPIN) {
             cpu_relax();
-        else
-            sched_yield(); /* a worker was descheduled: let it run */
+            continue;
+        }
+        pthread_mutex_lock(&tp.lock);
+        tp.caller_sleeping = 1;
+        while (atomic_load_explicit(&tp.pending, memory_order_acquire) > 0)
+            pthread_cond_wait(&tp.done_cv, &tp.lock);
+        tp.caller_sleeping = 0;
+        pthread_mutex_unlock(&tp.lock);
+        break;
     }
     pthread_mutex_unlock(&tp.use_lock);
 }

@@ -244,6 +244,39 @@ static void test_clip(void **state)
     fern_scope_end();
 }
 
+/* The fused update ops directly: one step by hand, and their errors. */
+static void test_fused_update_ops(void **state)
+{
+    (void)state;
+    fern_scope_begin();
+    int64_t s[2] = {2, 3};
+    fern_tensor *p = fern_full(FERN_F32, 2, s, 1.0), *buf = fern_full(FERN_F32, 2, s, 0.5);
+    fern_tensor *g = fern_full(FERN_F32, 2, s, 2.0), *lr = fern_scalar(FERN_F64, 0.1);
+    assert_ptr_equal(fern_apply_momentum(p, buf, g, lr, 0.9, 0.0, 0), p);
+    /* buf = 0.9*0.5 + 2 = 2.45; p = 1 - 0.1*2.45 */
+    assert_float_equal(fern_tensor_get_flat(buf, 5), 2.45f, 1e-6);
+    assert_float_equal(fern_tensor_get_flat(p, 0), 1.0f - 0.1f * 2.45f, 1e-6);
+    /* Adam step 1 from zero moments: p -= lr * g/(|g| + eps') = lr*sign(g) */
+    fern_tensor *q = fern_full(FERN_F64, 2, s, 1.0), *m = fern_zeros(FERN_F64, 2, s), *v = fern_zeros(FERN_F64, 2, s);
+    fern_tensor *gq = fern_full(FERN_F64, 2, s, -3.0), *t = fern_scalar(FERN_F64, 1);
+    assert_non_null(fern_apply_adam(q, m, v, gq, lr, t, 0.9, 0.999, 1e-8, 0.0, 0));
+    assert_true(fabs(fern_tensor_get_flat(q, 3) - (1.0 + 0.1 * 3.0 / (3.0 + 1e-8))) < 1e-12);
+    /* errors name the op and the shapes */
+    fern_tensor *bad = fern_zeros(FERN_F32, 1, (int64_t[]){6});
+    assert_null(fern_apply_momentum(p, bad, g, lr, 0.9, 0.0, 0));
+    assert_non_null(strstr(fern_last_error(), "apply_momentum"));
+    assert_non_null(strstr(fern_last_error(), "f32[6]"));
+    fern_clear_error();
+    fern_tensor *pt = fern_transpose(fern_zeros(FERN_F32, 2, (int64_t[]){3, 2}), 0, 1);
+    assert_null(fern_apply_momentum(pt, buf, g, lr, 0.9, 0.0, 0));
+    assert_non_null(strstr(fern_last_error(), "contiguous"));
+    fern_clear_error();
+    assert_null(fern_apply_adam(q, m, v, gq, lr, fern_full(FERN_F64, 1, (int64_t[]){1}, 1.0), 0.9, 0.999, 1e-8, 0, 0));
+    assert_non_null(strstr(fern_last_error(), "0-d"));
+    fern_clear_error();
+    fern_scope_end();
+}
+
 int main(void)
 {
     const char *path = getenv("FERN_OPTIM_REFS");
@@ -259,6 +292,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trajectories), cmocka_unit_test(test_save_and_resume),
         cmocka_unit_test(test_schedules),    cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_fused_update_ops),
     };
     int rc = cmocka_run_group_tests_name("optim", tests, NULL, NULL);
     fern_checkpoint_free(refs);
