@@ -238,6 +238,19 @@ static int cmd_info(const command *c, int argc, char **argv)
            par == 0 ? "sequential build" : par == 1 ? "pthreads" : "OpenMP",
            openblas_get_num_threads() == 1 ? "; fern splits large gemms over its own threads" : "");
     print_cpu_features();
+#if defined(__x86_64__)
+    {
+        /* OpenBLAS picks its kernels when it loads (OPENBLAS_CORETYPE, or
+         * detection, which older releases get wrong on new AMD cores) */
+        const char *core = openblas_get_corename();
+        int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+        if (avx512 && core && (!strcmp(core, "Haswell") || !strcmp(core, "Zen") || !strcmp(core, "Prescott")))
+            printf("%-14s this CPU has AVX-512 but OpenBLAS runs its %s kernels: gemm-heavy work is up to\n"
+                   "%-14s about 1.8x faster with OPENBLAS_CORETYPE=SkylakeX set before fern starts\n",
+                   "hint", core, "");
+    }
+#endif
 #if defined(__VERSION__)
     printf("%-14s %s, C%ld, %s%s%s\n", "compiler", __VERSION__, (long)__STDC_VERSION__,
 #ifdef __OPTIMIZE__

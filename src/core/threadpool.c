@@ -82,9 +82,11 @@ static uint64_t wait_for_work(uint64_t seen)
 
 static void *worker_main(void *arg)
 {
-    (void)arg;
     in_parallel_region = 1;
-    uint64_t seen = atomic_load(&tp.generation);
+    /* the generation when it was created (passed in: read here, it could
+     * already include the caller's next region, which it would then wait
+     * past while the caller waits for it) */
+    uint64_t seen = (uint64_t)(uintptr_t)arg;
     for (;;) {
         seen = wait_for_work(seen);
         if (atomic_load(&tp.shutdown))
@@ -156,7 +158,8 @@ static void ensure_workers(int want)
     if (!tp.threads)
         return;
     for (int i = 0; i < want; i++) {
-        if (pthread_create(&tp.threads[i], NULL, worker_main, NULL) != 0)
+        if (pthread_create(&tp.threads[i], NULL, worker_main,
+                           (void *)(uintptr_t)atomic_load(&tp.generation)) != 0)
             break;
         tp.n_workers++;
     }
