@@ -1,5 +1,5 @@
 """Reference cases for the normalization ops (softmax, log_softmax,
-layer_norm, batch_norm, group_norm), from PyTorch.
+layer_norm, batch_norm, batch_norm_backward, group_norm), from PyTorch.
 
 f16/bf16 cases: fern computes them in f32 and rounds the result, so the
 reference is torch in f32 on the rounded inputs, rounded to the half type.
@@ -210,6 +210,98 @@ cs.error("batch_norm_1d", "batch_norm", [cs.rand((5,)), None, None, None, None],
 cs.error("batch_norm_int", "batch_norm", [np.ones((4, 2), np.int64), None, None, None, None], "float",
          {"training": 1})
 cs.error("batch_norm_param_dtype", "batch_norm", [x2, rm4.astype(np.float64), rv4, None, None], "dtype")
+
+xfc = cs.rand((3, 16, 5, 7), low=-2, high=1)
+w16, b16 = cs.rand((16,), low=0.5, high=1.5), cs.rand((16,))
+cs.case("batch_norm_train_16_channels", "batch_norm", [xfc, None, None, w16, b16], bn_train(xfc, w16, b16),
+        {"training": 1})
+xfd = cs.rand((2, 24, 9), dtype=np.float64, low=-1, high=3)
+cs.case("batch_norm_train_24_channels_f64", "batch_norm", [xfd, None, None, None, None],
+        bn_train(xfd, None, None), {"training": 1})
+# statistics combine per-plane partials (sums and squared deviations from each plane's
+# mean): a large offset and planes with different means must not cost accuracy. The
+# statistics' reference is torch in f64, rounded to f32; y is then (x - mean) * invstd in
+# f32 from those (the rounding of mean to f32 alone moves y by ~3e-5 here).
+xoff = (cs.rand((4, 3, 500), low=-1, high=1) + np.arange(4, dtype=np.float32)[:, None, None] * 0.5 +
+        np.float32(300.0)).astype(np.float32)
+_, m_off, i_off = [r.astype(np.float32) for r in bn_train(xoff.astype(np.float64), None, None)]
+y_off = (xoff - m_off[None, :, None]) * i_off[None, :, None]
+cs.case("batch_norm_train_offset_planes", "batch_norm", [xoff, None, None, None, None], [y_off, m_off, i_off],
+        {"training": 1})
+xlp = cs.rand((2, 3, 80), low=-1, high=2)  # planes long enough for per-plane partials
+cs.case("batch_norm_train_long_planes", "batch_norm", [xlp, None, None, w3, b3], bn_train(xlp, w3, b3),
+        {"training": 1})
+xlpd = cs.rand((2, 3, 70), dtype=np.float64, low=-1, high=2)
+cs.case("batch_norm_train_f64_long_planes", "batch_norm", [xlpd, None, None, wd, bd], bn_train(xlpd, wd, bd),
+        {"training": 1})
+x1x2 = cs.rand((5, 3, 1, 2), low=-1, high=1)  # two-value planes
+cs.case("batch_norm_train_tiny_planes", "batch_norm", [x1x2, None, None, w3, b3], bn_train(x1x2, w3, b3),
+        {"training": 1})
+
+# ---- batch_norm_backward ----------------------------------------------------------
+# torch.native_batch_norm_backward(train=True): inputs grad_out, x, mean, invstd, weight?;
+# outputs grad_input, grad_weight, grad_bias. mean / invstd are usually the forward's saved
+# statistics, but the op takes them as given (one case uses others).
+
+
+def bnb(g, x, mean, inv, w):
+    r = torch.ops.aten.native_batch_norm_backward(T(g), T(x), None if w is None else T(w), None, None,
+                                                  T(mean), T(inv), True, EPS, [True, True, True])
+    return [np_(t) for t in r]
+
+
+def bnb_case(cid, x, w, g=None, stats=None, inputs=None, tol=None):
+    g = cs.rand(x.shape, dtype=x.dtype) if g is None else g
+    m, inv = stats if stats is not None else bn_train(x, w, None)[1:]
+    ins = inputs if inputs is not None else [g, x, m, inv, w]
+    cs.case(cid, "batch_norm_backward", ins, bnb(g, x, m, inv, w), tol=tol)
+
+
+bnb_case("batch_norm_backward_4d", cs.rand((3, 4, 5, 6), low=-1, high=3), w4)
+bnb_case("batch_norm_backward_2d_no_weight", cs.rand((8, 4), low=-2, high=2), None)
+bnb_case("batch_norm_backward_3d", cs.rand((2, 3, 7), low=-1, high=1), w3)
+bnb_case("batch_norm_backward_many_channels", cs.rand((5, 100), low=-1, high=2), wc)  # blocks + tail
+w520 = cs.rand((520,), low=0.5, high=1.5)
+bnb_case("batch_norm_backward_many_blocks", cs.rand((3, 520)), w520)
+bnb_case("batch_norm_backward_16_channels", cs.rand((2, 16, 3, 3), low=-2, high=1), w16)
+xo = cs.rand((4, 3, 5), low=-1, high=1)
+bnb_case("batch_norm_backward_other_stats", xo, w3,
+         stats=(cs.rand((3,), low=-0.5, high=0.5), cs.rand((3,), low=0.5, high=2.0)))
+xbd = cs.rand((6, 3, 4), dtype=np.float64, low=-1, high=1)
+bnb_case("batch_norm_backward_f64", xbd, wd)
+bnb_case("batch_norm_backward_f64_24_channels", cs.rand((2, 24, 9), dtype=np.float64, low=-1, high=3),
+         cs.rand((24,), dtype=np.float64))
+bnb_case("batch_norm_backward_parallel", cs.rand((4, 4, 48, 48), low=-1, high=2), w8b)
+bnb_case("batch_norm_backward_parallel_32_channels", cs.rand((8, 32, 16, 16), low=-1, high=2), None)
+xnc = cs.rand((3, 4, 6, 5), low=-1, high=1)
+gnc = cs.rand((3, 4, 5, 6))
+mnc, inc = bn_train(xnc, None, None)[1:]
+cs.case("batch_norm_backward_noncontig", "batch_norm_backward",
+        [In(gnc, view=[("permute", [0, 1, 3, 2])]), xnc, mnc, inc, w4],
+        bnb(np.ascontiguousarray(gnc.transpose(0, 1, 3, 2)), xnc, mnc, inc, w4))
+xbh = cs.rand((6, 3, 4), low=-1, high=1).astype(np.float16)
+gbh = cs.rand((6, 3, 4), low=-1, high=1).astype(np.float16)
+mbh, ibh = [t.astype(np.float16) for t in bn_train(xbh.astype(np.float32), None, None)[1:]]
+w3h = w3.astype(np.float16)
+cs.case("batch_norm_backward_f16", "batch_norm_backward", [gbh, xbh, mbh, ibh, w3h],
+        [t.astype(np.float16) for t in bnb(gbh.astype(np.float32), xbh.astype(np.float32), mbh.astype(np.float32),
+                                           ibh.astype(np.float32), w3h.astype(np.float32))])
+cs.case("batch_norm_backward_empty_batch", "batch_norm_backward",
+        [empty, empty, np.zeros(3, np.float32), np.ones(3, np.float32), w3],
+        [empty, np.zeros(3, np.float32), np.zeros(3, np.float32)])
+cs.error("batch_norm_backward_grad_shape", "batch_norm_backward",
+         [cs.rand((8, 3)), x2, rm4, rv4, None], "grad_out")
+cs.error("batch_norm_backward_grad_dtype", "batch_norm_backward",
+         [cs.rand((8, 4), dtype=np.float64), x2, rm4, rv4, None], "grad_out")
+cs.error("batch_norm_backward_mean_shape", "batch_norm_backward", [x2, x2, cs.rand((5,)), rv4, None], "mean")
+cs.error("batch_norm_backward_invstd_dtype", "batch_norm_backward",
+         [x2, x2, rm4, rv4.astype(np.float64), None], "invstd")
+cs.error("batch_norm_backward_weight_shape", "batch_norm_backward", [x2, x2, rm4, rv4, cs.rand((3,))],
+         "weight")
+cs.error("batch_norm_backward_1d", "batch_norm_backward", [cs.rand((5,)), cs.rand((5,)), rm4, rv4, None],
+         "at least 2 dims")
+cs.error("batch_norm_backward_int", "batch_norm_backward",
+         [np.ones((4, 2), np.int64), np.ones((4, 2), np.int64), rm4, rv4, None], "float")
 
 # ---- group_norm ------------------------------------------------------------------
 xg = cs.rand((2, 6, 4, 4), low=-1, high=2)

@@ -3,7 +3,12 @@
  * effect is tested here): running = (1 - momentum) * running + momentum *
  * batch_stat, with the UNBIASED batch variance, like torch. Expected values
  * are computed here from first principles in double, or hard-coded from a
- * PyTorch 1.13 run (quoted below). */
+ * PyTorch 1.13 run (quoted below).
+ *
+ * Also the gradient side the harness cannot see: training-mode gradients go
+ * through the fused batch_norm_backward op, which (like the forward) gives
+ * identical bits at any thread count, and second-order gradients through
+ * batch norm match finite differences. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -271,6 +276,171 @@ static void test_parallel_deterministic(void **state)
     fern_scope_end();
 }
 
+
+/* Forward and backward give the same bits at 1 and 8 threads (per-plane
+ * partial sums are combined per channel in a fixed order), NCHW and (N, C). */
+static void run_fwd_bwd(fern_tensor *x, fern_tensor *g, fern_tensor *w, double *res, int64_t *n_res)
+{
+    fern_tensor *ins[5] = {x, NULL, NULL, w, NULL}, *o[3];
+    const char *names[1] = {"training"};
+    fern_attr tr;
+    memset(&tr, 0, sizeof tr);
+    tr.kind = FERN_ATTR_INT;
+    tr.n = 1;
+    tr.i = 1;
+    assert_int_equal(fern_op_invoke("batch_norm", 5, ins, 1, names, &tr, 3, o), FERN_OK);
+    fern_tensor *bins[5] = {g, x, o[1], o[2], w}, *b[3];
+    assert_int_equal(fern_op_invoke("batch_norm_backward", 5, bins, 0, NULL, NULL, 3, b), FERN_OK);
+    int64_t k = 0;
+    fern_tensor *all[6] = {o[0], o[1], o[2], b[0], b[1], b[2]};
+    for (int t = 0; t < 6; t++)
+        for (int64_t i = 0; i < fern_tensor_numel(all[t]); i++)
+            res[k++] = fern_tensor_get_flat(all[t], i);
+    *n_res = k;
+}
+
+static void test_bn_threads_same_bits(void **state)
+{
+    (void)state;
+    /* planes of 81 (per-plane partials), of 6 (channel by channel), none */
+    int64_t shapes[3][4] = {{4, 16, 9, 9}, {6, 5, 3, 2}, {50, 600, 0, 0}};
+    int ndims[3] = {4, 4, 2};
+    for (int s = 0; s < 3; s++) {
+        fern_scope_begin();
+        int64_t C = shapes[s][1];
+        fern_tensor *x = fern_empty(FERN_F32, ndims[s], shapes[s]);
+        fern_tensor *g = fern_empty(FERN_F32, ndims[s], shapes[s]);
+        fern_tensor *w = fern_empty(FERN_F32, 1, &C);
+        int64_t n = fern_tensor_numel(x);
+        float *xd = fern_tensor_data(x), *gd = fern_tensor_data(g), *wd = fern_tensor_data(w);
+        for (int64_t i = 0; i < n; i++) {
+            xd[i] = (float)(sin((double)i * 0.91) * 3.0 + 1.5);
+            gd[i] = (float)cos((double)i * 0.37 + 0.2);
+        }
+        for (int64_t c = 0; c < C; c++)
+            wd[c] = (float)(0.5 + 0.01 * (double)c);
+        int64_t m = 2 * n + 4 * C, m1 = 0, m2 = 0;
+        double *r1 = malloc(sizeof(double) * (size_t)m), *r2 = malloc(sizeof(double) * (size_t)m);
+        fern_set_num_threads(1);
+        run_fwd_bwd(x, g, w, r1, &m1);
+        fern_set_num_threads(8);
+        run_fwd_bwd(x, g, w, r2, &m2);
+        fern_set_num_threads(0);
+        assert_int_equal(m1, m);
+        assert_int_equal(m2, m);
+        for (int64_t i = 0; i < m; i++)
+            if (r1[i] != r2[i])
+                fail_msg("shape %d value %lld: %.9g (1 thread) vs %.9g (8 threads)", s,
+                         (long long)i, r1[i], r2[i]);
+        free(r1);
+        free(r2);
+        fern_scope_end();
+    }
+}
+
+/* Gradients of gradients: h(x, w, b) = <v, dL/dx> + <vw, dL/dw> with
+ * L = <u, batch_norm(x, w, b)> in training, differentiated again (through
+ * batch_norm_backward's rule and batch_norm's statistics outputs) and
+ * compared with central differences of h, in f64, pynative and graph mode. */
+typedef struct {
+    fern_tensor *u, *v, *vw;
+    fern_fn *g1;
+} dd_ud;
+
+static int bn_loss(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    dd_ud *d = ud;
+    fern_tensor *y = fern_batch_norm(in[0], NULL, NULL, in[1], in[2], 1, 0.1, 1e-5);
+    out[0] = fern_sum(fern_mul(y, d->u), NULL, 0, 0);
+    return out[0] ? 0 : -1;
+}
+
+static int bn_h(void *ud, fern_tensor *const *in, fern_tensor **out)
+{
+    dd_ud *d = ud;
+    fern_tensor *g[2];
+    if (fern_call(d->g1, 3, in, 2, g) != FERN_OK)
+        return -1;
+    out[0] = fern_add(fern_sum(fern_mul(g[0], d->v), NULL, 0, 0),
+                      fern_sum(fern_mul(g[1], d->vw), NULL, 0, 0));
+    return out[0] ? 0 : -1;
+}
+
+static fern_tensor *rand_f64(int ndim, const int64_t *shape, uint64_t *seed, double lo, double hi)
+{
+    fern_tensor *t = fern_empty(FERN_F64, ndim, shape);
+    double *p = fern_tensor_data(t);
+    for (int64_t i = 0; i < fern_tensor_numel(t); i++) {
+        *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+        p[i] = lo + (hi - lo) * (double)(*seed >> 11) * (1.0 / 9007199254740992.0);
+    }
+    return t;
+}
+
+static void test_double_backward(void **state)
+{
+    (void)state;
+    fern_scope_begin();
+    uint64_t seed = 99;
+    int64_t shape[3] = {4, 3, 5}, C = 3;
+    fern_tensor *x = rand_f64(3, shape, &seed, -1, 2), *w = rand_f64(1, &C, &seed, 0.5, 1.5);
+    fern_tensor *b = rand_f64(1, &C, &seed, -1, 1);
+    dd_ud d = {rand_f64(3, shape, &seed, -1, 1), rand_f64(3, shape, &seed, -1, 1),
+               rand_f64(1, &C, &seed, -1, 1), NULL};
+    fern_fn *f = fern_fn_new(bn_loss, &d, 3, 1);
+    int a01[2] = {0, 1}, a012[3] = {0, 1, 2};
+    d.g1 = fern_grad_n(f, a01, 2);
+    fern_fn *h = fern_fn_new(bn_h, &d, 3, 1);
+    fern_fn *hg = fern_grad_n(h, a012, 3);
+    fern_tensor *in[3] = {x, w, b};
+
+    /* the first-order gradient in a graph uses the fused op */
+    fern_fn *jg = fern_jit(d.g1);
+    fern_tensor *tmp[2];
+    fern_set_mode(FERN_GRAPH_MODE);
+    assert_int_equal(fern_call(jg, 3, in, 2, tmp), FERN_OK);
+    fern_set_mode(FERN_PYNATIVE_MODE);
+    char *ir = fern_jit_dump(jg);
+    assert_non_null(ir);
+    assert_non_null(strstr(ir, "batch_norm_backward"));
+    free(ir);
+
+    for (int mode = 0; mode < 2; mode++) {
+        fern_tensor *gr[3];
+        fern_set_mode(mode ? FERN_GRAPH_MODE : FERN_PYNATIVE_MODE);
+        fern_status st = fern_call(hg, 3, in, 3, gr);
+        fern_set_mode(FERN_PYNATIVE_MODE);
+        if (st != FERN_OK)
+            fail_msg("mode %d: %s", mode, fern_last_error());
+        for (int k = 0; k < 3; k++) {
+            fern_tensor *p = in[k];
+            double *pd = fern_tensor_data(p);
+            for (int64_t j = 0; j < fern_tensor_numel(p); j++) {
+                double p0 = pd[j], eps = 1e-6 * fmax(1.0, fabs(p0)), hv[2];
+                for (int s = 0; s < 2; s++) {
+                    pd[j] = p0 + (s ? -eps : eps);
+                    fern_scope_begin();
+                    fern_tensor *o = fern_call1(h, 3, in);
+                    assert_non_null(o);
+                    hv[s] = fern_tensor_get_flat(o, 0);
+                    fern_scope_end();
+                }
+                pd[j] = p0;
+                double num = (hv[0] - hv[1]) / (2 * eps), ana = fern_tensor_get_flat(gr[k], j);
+                if (!(fabs(num - ana) <= 1e-6 + 1e-5 * fabs(num)))
+                    fail_msg("mode %d: d h / d input %d element %lld: autodiff %.12g, finite "
+                             "differences %.12g", mode, k, (long long)j, ana, num);
+            }
+        }
+    }
+    fern_fn_release(jg);
+    fern_fn_release(hg);
+    fern_fn_release(h);
+    fern_fn_release(d.g1);
+    fern_fn_release(f);
+    fern_scope_end();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +451,8 @@ int main(void)
         cmocka_unit_test(test_half_input_f32_running),
         cmocka_unit_test(test_error_no_update),
         cmocka_unit_test(test_parallel_deterministic),
+        cmocka_unit_test(test_bn_threads_same_bits),
+        cmocka_unit_test(test_double_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
