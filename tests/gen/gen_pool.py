@@ -97,6 +97,32 @@ xb = torch.from_numpy(R((1, 2, 6, 6))).bfloat16()
 cs.case("mp_bf16", "max_pool2d", [In(xb.float().numpy(), dtype="bf16")],
         [Out(F.max_pool2d(xb.float(), 3, 2, 1).bfloat16().float().numpy(), dtype="bf16")],
         {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1]}, tol=(0, 0))
+# the vector kernels (pool_max.c, pool_max2x2.c): rows longer than a vector,
+# their borders, and rows of at most one (masked) vector; over 3000 elements,
+# so the gradient harness leaves these to the small cases above
+mp("mp_2x2_wide", R((2, 3, 8, 70)), (2, 2))                          # overlapping last vector
+mp("mp_2x2_lenet2", R((8, 16, 10, 10)), (2, 2))                      # a row: one masked vector
+mp("mp_2x2_odd_wide", R((2, 3, 9, 67)), (2, 2))                      # a column and a row left out
+mp("mp_2x2_ceil_wide", R((2, 3, 9, 67)), (2, 2), None, None, True)   # clipped last windows
+mp("mp_2x2_f64_wide", R((2, 3, 8, 70), np.float64), (2, 2))
+mp("mp_2x2_f64_lenet", R((4, 6, 12, 14), np.float64), (2, 2))
+mp("mp_3x3_s3_wide", R((2, 3, 9, 60)), (3, 3))                       # kernel == stride, stride 3
+mp("mp_3x3_s3_odd", R((2, 3, 11, 62)), (3, 3), None, None, True)
+mp("mp_stem_wide", R((2, 3, 9, 70)), (3, 3), (2, 2), (1, 1))         # stride 2, padding borders
+mp("mp_stem_f64", R((2, 3, 9, 60), np.float64), (3, 3), (2, 2), (1, 1), True)
+mp("mp_3x3_s1_p1_wide", R((2, 3, 6, 90)), (3, 3), (1, 1), (1, 1))    # stride 1 with padding
+mp("mp_rect_s3_wide", R((2, 2, 10, 80)), (5, 4), (3, 3), (2, 2))
+mp("mp_4x4_s4_wide", R((2, 2, 8, 100)), (4, 4))                      # stride 4: tap by tap
+mp("mp_i32_wide", cs.randint((2, 3, 8, 70), -1000, 1000, np.int32), (3, 3), (2, 2), (1, 1))
+mp("mp_i64_wide", cs.randint((2, 3, 8, 70), -1000, 1000), (2, 3), (1, 2))
+mp("mp_u8_wide", cs.randint((2, 3, 8, 70), 0, 256, np.uint8), (3, 3), (2, 2), (1, 1))
+xnw = R((2, 2, 8, 70))                                               # NaN and ties in vector lanes
+xnw[..., 5::7] = np.nan
+xnw[..., 1::4, ::3] = 0.5
+xnw[0, 0, 2, :] = -np.inf
+mp("mp_nan_wide", xnw, (2, 2))
+mp("mp_nan_stem", xnw, (3, 3), (2, 2), (1, 1))
+mp("mp_nan_s3", xnw, (3, 3))
 cs.error("mp_err_ndim", "max_pool2d", [R((8, 8))], "expected a 3-D (C, H, W) or 4-D", {"kernel": [2, 2]})
 cs.error("mp_err_5d", "max_pool2d", [R((1, 1, 1, 8, 8))], "expected a 3-D", {"kernel": [2, 2]})
 cs.error("mp_err_bool", "max_pool2d", [np.ones((1, 1, 4, 4), np.bool_)], "expected a float or integer input",
@@ -237,6 +263,16 @@ mpb("mpb_x_noncontig", xmp.transpose(1, 2, 0, 3), (2, 2), xin=In(xmp, view=[("pe
 xtie = np.array([[[[1, 1, 0, 2], [1, 0, 2, 2], [3, 3, 0, 0], [3, 3, 0, 0]]]], np.float32)
 mpb("mpb_ties_first", xtie, (2, 2))
 mpb("mpb_ties_overlap", xtie, (2, 2), (1, 1))
+mpb("mpb_2x2_wide", R((2, 3, 8, 70)), (2, 2))                        # vectors, overlapping last one
+mpb("mpb_2x2_lenet2", R((8, 16, 10, 10)), (2, 2))                    # one masked vector a row
+mpb("mpb_2x2_lenet1", R((2, 6, 28, 28)), (2, 2))
+mpb("mpb_2x2_odd_wide", R((2, 3, 9, 67)), (2, 2))                    # rows / columns no window covers
+mpb("mpb_2x2_ceil_wide", R((2, 3, 9, 67)), (2, 2), None, None, True)
+mpb("mpb_2x2_f64_wide", R((2, 3, 8, 70), np.float64), (2, 2))
+mpb("mpb_2x2_f64_masked", R((4, 6, 12, 14), np.float64), (2, 2))
+mpb("mpb_nan_wide", xnw, (2, 2))
+xtw = np.tile(xtie, (2, 3, 3, 18))                                   # ties in every lane
+mpb("mpb_ties_wide", xtw, (2, 2))
 mpi("mpi_2x2", R((2, 3, 8, 9)), (2, 2))
 mpi("mpi_3x3_s2_p1", R((2, 3, 8, 9)), (3, 3), (2, 2), (1, 1))
 mpi("mpi_ceil_pad", R((1, 2, 7, 7)), (3, 3), (2, 2), (1, 1), True)
