@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backend/cpu/copy_view.h"
 #include "op_def.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1279,7 +1280,7 @@ static int flip_kernel(fern_op_call *c)
             v.offset += (x->shape[d] - 1) * x->strides[d];
             v.strides[d] = -x->strides[d];
         }
-    fern__strided_copy(&v, c->out[0]);
+    fern__copy_view(&v, c->out[0]); /* runs forward or backward, tiles for permuted views */
     return 0;
 }
 

@@ -197,6 +197,18 @@ c2("c2_cblock_f64_og8", R((2, 8, 5, 5), np.float64), R((8, 8, 3, 3), np.float64)
 c2("c2_cblock_f64_og16", R((2, 8, 5, 4), np.float64), R((16, 8, 3, 3), np.float64), R((16,), np.float64),
    stride=(2, 1))
 c2("c2_cblock_f64_og32", R((1, 8, 4, 4), np.float64), R((32, 8, 3, 3), np.float64), None, pads=(1, 1, 1, 1))
+# the few-channel kernel (AVX-512 builds, f32, <= 8 output channels per
+# group, stride 1 along W): blocks of output rows (a partial last block),
+# several 16-column segments, rows whose taps all read padding, groups,
+# depthwise, one sample (rows split over threads)
+c2("c2_rows_lenet1", R((3, 1, 28, 28)), R((6, 1, 5, 5)), R((6,)), pads=(2, 2, 2, 2))
+c2("c2_rows_og3_segs", R((2, 4, 13, 33)), R((3, 4, 3, 3)), R((3,)), pads=(1, 1, 1, 1))
+c2("c2_rows_og8_sh2_dil", R((2, 3, 17, 20)), R((8, 3, 3, 2)), None, stride=(2, 1), dilation=(2, 2),
+   pads=(1, 0, 2, 1))
+c2("c2_rows_og5_groups", R((2, 6, 9, 16)), R((10, 3, 3, 3)), R((10,)), groups=2, pads=(0, 1, 0, 1))
+c2("c2_rows_depthwise_n1", R((1, 3, 30, 12)), R((3, 1, 3, 3)), R((3,)), groups=3, pads=(1, 1, 1, 1))
+c2("c2_rows_og7_pad_rows", R((1, 2, 6, 9)), R((7, 2, 2, 2)), None, pads=(3, 0, 2, 0))
+c2("c2_rows_og4_1x3", R((2, 2, 5, 40)), R((4, 2, 1, 3)), R((4,)), pads=(0, 1, 0, 1))
 # the gemm paths: strided (small per-sample gemms spread over threads), many
 # channels, taps that only ever see padding (1x1 map, 3x3 kernel)
 c2("c2_gemm_stride_small", R((5, 3, 9, 9)), R((8, 3, 3, 3)), R((8,)), stride=(2, 2), pads=(1, 1, 1, 1))
@@ -319,6 +331,24 @@ xth = torch.from_numpy(R((1, 4, 3, 3))).half()
 wth = torch.from_numpy(R((4, 2, 3, 3))).half()
 eth = F.conv_transpose2d(xth.double(), wth.double(), None, stride=2).half().numpy()
 cs.case("ct_f16", "conv_transpose2d", [xth.numpy(), wth.numpy(), None], [eth], {"stride": [2, 2]}, tol=(2e-3, 2e-3))
+# as forward convs: ResNet's strided input gradient (channel-vectorized
+# kernel), output phases with no taps (bias only), stride 3, a bottom crop
+# past the kernel (scratch output), LeNet's conv2 input gradient and a
+# depthwise one (few-channel kernel); pads past the kernel's reach and
+# strides with dilation take the gemm + col2im path
+ct("ct_fwd_rn_s2", R((2, 32, 4, 4)), R((32, 16, 3, 3)), None, stride=(2, 2), pads=(1, 1, 1, 1),
+   output_padding=(1, 1))
+ct("ct_fwd_1x1_s2", R((2, 32, 4, 4)), R((32, 16, 1, 1)), R((16,)), stride=(2, 2), output_padding=(1, 1))
+ct("ct_fwd_s1_cblock", R((2, 32, 5, 5)), R((32, 16, 3, 3)), R((16,)), pads=(1, 1, 1, 1))
+ct("ct_fwd_s3_k5", R((2, 3, 4, 5)), R((3, 4, 5, 5)), R((4,)), stride=(3, 2), pads=(2, 1, 0, 3),
+   output_padding=(2, 1))
+ct("ct_fwd_s1_crop_bottom", R((2, 3, 6, 6)), R((3, 2, 3, 3)), R((2,)), pads=(0, 0, 3, 3))
+ct("ct_fwd_lenet_dgrad", R((3, 16, 10, 10)), R((16, 6, 5, 5)), None)
+ct("ct_fwd_depthwise", R((2, 4, 9, 16)), R((4, 1, 3, 3)), None, groups=4, pads=(1, 1, 1, 1))
+ct("ct_fwd_groups_s2", R((2, 4, 5, 5)), R((4, 3, 3, 3)), R((6,)), groups=2, stride=(2, 2), pads=(1, 1, 1, 1),
+   output_padding=(1, 1))
+ct("ct_gemm_pad_past_kernel", R((2, 3, 6, 6)), R((3, 2, 2, 2)), None, pads=(2, 2, 2, 2))
+ct("ct_gemm_s2_dil2", R((2, 3, 4, 4)), R((3, 2, 3, 3)), R((2,)), stride=(2, 2), dilation=(2, 2), pads=(1, 1, 1, 1))
 cs.error("ct_err_channels", "conv_transpose2d", [xt, R((3, 3, 3, 3)), None], "channel mismatch")
 cs.error("ct_err_groups", "conv_transpose2d", [xt, wt, None], "must divide the input channels", {"groups": 3})
 cs.error("ct_err_outpad", "conv_transpose2d", [xt, wt, None], "smaller than either stride or dilation",
@@ -329,6 +359,19 @@ cs.error("ct_err_ndim", "conv_transpose2d", [R((4, 5)), wt, None], "expected a 3
 cs.error("ct_err_bias", "conv_transpose2d", [xt, wt, R((4,))], "bias must have shape [3]")
 cs.error("ct_err_int", "conv_transpose2d", [np.ones((1, 4, 2, 2), np.int32), np.ones((4, 3, 3, 3), np.int32), None],
          "expected a float input")
+
+# ---- flip of a permuted weight (the copy conv gradients once made) --------
+# flip's merged-dims copy: reversed rows, the blocked transpose (no unit
+# stride innermost), and the generic fallback (no unit stride at all)
+fw = R((20, 35, 3, 3))
+cs.case("flip_conv_weight", "flip", [In(fw, view=[("permute", [1, 0, 2, 3])])],
+        [np.ascontiguousarray(np.flip(fw.transpose(1, 0, 2, 3), axis=(2, 3)))], {"axes": [2, 3]})
+fw64 = R((3, 17, 33), np.float64)
+cs.case("flip_transpose_tiles", "flip", [In(fw64, view=[("permute", [2, 0, 1])])],
+        [np.ascontiguousarray(np.flip(fw64.transpose(2, 0, 1), axis=(0, 2)))], {"axes": [0, 2]})
+fs = R((6, 8, 10))
+cs.case("flip_strided_fallback", "flip", [In(fs, view=[("slice", 2, 0, 10, 2), ("slice", 1, 0, 8, 2)])],
+        [np.ascontiguousarray(np.flip(fs[:, ::2, ::2], axis=(1,)))], {"axes": [1]})
 
 # ---- conv2d_weight_grad (the weight gradient op of conv2d's rule) ----------
 # gw = d<gy, conv2d(x, w)>/dw, from torch autograd; gy may have any spatial
@@ -377,6 +420,19 @@ wg("wg_pointwise_n1", R((1, 5, 4, 4)), R((1, 6, 4, 4)), (1, 1))
 wg("wg_pointwise_s2", R((2, 5, 5, 5)), R((2, 3, 3, 3)), (1, 1), stride=(2, 2))
 wg("wg_dead_taps", R((4, 6, 1, 1)), R((4, 8, 1, 1)), (3, 3), pads=(1, 1, 1, 1))
 wg("wg_lenet1", R((8, 1, 12, 12)), R((8, 6, 8, 8)), (5, 5))
+# the few-channel kernel (AVX-512 builds, f32, <= 8 output channels per
+# group, stride 1 along W): row blocks with a remainder, a masked last
+# column segment, depthwise, row stride 2, one sample, gy wider than the
+# conv's output, taps that only see padding
+wg("wg_rows_lenet1", R((3, 1, 28, 28)), R((3, 6, 28, 28)), (5, 5), pads=(2, 2, 2, 2))
+wg("wg_rows_og7_cin5", R((2, 5, 9, 16)), R((2, 7, 9, 16)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_rows_og5_rem", R((3, 5, 9, 27)), R((3, 5, 9, 27)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_rows_depthwise", R((2, 4, 10, 12)), R((2, 4, 10, 12)), (3, 3), pads=(1, 1, 1, 1), groups=4)
+wg("wg_rows_og8_sh2", R((2, 3, 17, 16)), R((2, 8, 8, 16)), (3, 3), stride=(2, 1), pads=(1, 1, 1, 1))
+wg("wg_rows_og2_dil", R((3, 2, 12, 20)), R((3, 2, 8, 16)), (3, 3), dilation=(2, 2), pads=(0, 0, 0, 0))
+wg("wg_rows_groups_n1", R((1, 4, 6, 14)), R((1, 6, 6, 14)), (3, 3), pads=(1, 1, 1, 1), groups=2)
+wg("wg_rows_gy_long", R((2, 2, 5, 12)), R((2, 3, 6, 14)), (2, 3), pads=(0, 1, 0, 0))
+wg("wg_rows_dead_taps", R((2, 2, 1, 16)), R((2, 4, 1, 16)), (3, 3), pads=(1, 1, 1, 1))
 wg("wg_gy_short", R((2, 3, 7, 7)), R((2, 4, 2, 3)), (3, 3), stride=(2, 2), pads=(1, 1, 0, 0))
 wg("wg_gy_long", R((1, 2, 5, 4)), R((1, 3, 5, 6)), (2, 3), stride=(1, 1), pads=(0, 1, 0, 0))
 wg("wg_sym_pads", R((2, 3, 6, 5)), R((2, 2, 6, 5)), (3, 3), pads=(1, 1))
