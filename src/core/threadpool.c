@@ -15,6 +15,22 @@
  * than most of those kernels. The caller spins on `pending` likewise. */
 #define POOL_SPIN 4000 /* polls, each a pause: roughly 50 microseconds */
 
+/* Chunks are owned: thread t (the caller is 0) first takes the chunks of its
+ * own contiguous share of [0, n), in order, and only then helps with the
+ * others' shares from their far end. Back-to-back kernels over same-sized
+ * data (conv, bias, relu, pool and their gradients) thus touch the same half
+ * on the same core: where cores do not share a cache, a line written by one
+ * and read by the other costs a cross-core transfer, which made chained
+ * elementwise kernels on two threads slower than on one. */
+#define POOL_MAX_THREADS 256
+
+/* a share's unclaimed chunks [lo, hi), packed as hi << 32 | lo so that the
+ * owner (taking lo) and helpers (taking hi - 1) claim with one
+ * compare-and-swap on one word */
+typedef struct {
+    _Alignas(64) atomic_uint_fast64_t range;
+} chunk_share;
+
 typedef struct {
     pthread_mutex_t lock;     /* guards sleepers and the condvar wait */
     pthread_cond_t work_cv;   /* sleeping workers wait for a new generation */
@@ -22,6 +38,7 @@ typedef struct {
     int caller_sleeping;      /* (lock)                                */
     pthread_mutex_t use_lock; /* one parallel region at a time        */
     pthread_t *threads;
+    void *worker_args;        /* worker_arg per thread */
     int n_workers;            /* threads besides the caller           */
     int configured;           /* requested total threads, 0 = unset   */
     int sleepers;             /* workers blocked on work_cv (lock)    */
@@ -31,7 +48,8 @@ typedef struct {
     void (*fn)(void *, int64_t, int64_t);
     void *ctx;
     int64_t n, chunk, n_chunks;
-    atomic_llong next_chunk;
+    int n_shares;
+    _Alignas(64) chunk_share shares[POOL_MAX_THREADS];
 } pool;
 
 static pool tp = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -49,14 +67,38 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static void run_chunks(void)
+static void run_chunk(int64_t c)
 {
+    int64_t b = c * tp.chunk, e = b + tp.chunk < tp.n ? b + tp.chunk : tp.n;
+    tp.fn(tp.ctx, b, e);
+}
+
+static int claim(chunk_share *s, int owner, int64_t *c)
+{
+    uint64_t r = atomic_load_explicit(&s->range, memory_order_acquire);
     for (;;) {
-        int64_t c = atomic_fetch_add(&tp.next_chunk, 1);
-        if (c >= tp.n_chunks)
-            break;
-        int64_t b = c * tp.chunk, e = b + tp.chunk < tp.n ? b + tp.chunk : tp.n;
-        tp.fn(tp.ctx, b, e);
+        uint64_t lo = r & 0xffffffffu, hi = r >> 32;
+        if (lo >= hi)
+            return 0;
+        uint64_t nr = owner ? (hi << 32 | (lo + 1)) : ((hi - 1) << 32 | lo);
+        if (atomic_compare_exchange_weak_explicit(&s->range, &r, nr, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *c = (int64_t)(owner ? lo : hi - 1);
+            return 1;
+        }
+    }
+}
+
+static void run_chunks(int self)
+{
+    int64_t c;
+    if (self < tp.n_shares)
+        while (claim(&tp.shares[self], 1, &c))
+            run_chunk(c);
+    for (int k = 1; k < tp.n_shares; k++) {
+        chunk_share *s = &tp.shares[(self + k) % tp.n_shares];
+        while (claim(s, 0, &c))
+            run_chunk(c);
     }
 }
 
@@ -80,18 +122,25 @@ static uint64_t wait_for_work(uint64_t seen)
     return g;
 }
 
+typedef struct {
+    int id;              /* 1.. (the caller is 0) */
+    uint64_t generation; /* at creation */
+} worker_arg;
+
 static void *worker_main(void *arg)
 {
     in_parallel_region = 1;
     /* the generation when it was created (passed in: read here, it could
      * already include the caller's next region, which it would then wait
      * past while the caller waits for it) */
-    uint64_t seen = (uint64_t)(uintptr_t)arg;
+    const worker_arg *wa = arg;
+    const int self = wa->id;
+    uint64_t seen = wa->generation;
     for (;;) {
         seen = wait_for_work(seen);
         if (atomic_load(&tp.shutdown))
             break;
-        run_chunks();
+        run_chunks(self);
         if (atomic_fetch_sub_explicit(&tp.pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&tp.lock);
             if (tp.caller_sleeping)
@@ -133,7 +182,9 @@ static void stop_workers(void)
     for (int i = 0; i < tp.n_workers; i++)
         pthread_join(tp.threads[i], NULL);
     free(tp.threads);
+    free(tp.worker_args);
     tp.threads = NULL;
+    tp.worker_args = NULL;
     tp.n_workers = 0;
     atomic_store(&tp.shutdown, 0);
 }
@@ -154,12 +205,22 @@ static void ensure_workers(int want)
     if (tp.n_workers == want)
         return;
     stop_workers();
+    if (want > POOL_MAX_THREADS - 1)
+        want = POOL_MAX_THREADS - 1;
     tp.threads = calloc((size_t)want, sizeof(pthread_t));
-    if (!tp.threads)
+    worker_arg *args = calloc((size_t)want, sizeof(worker_arg));
+    tp.worker_args = args;
+    if (!tp.threads || !args) {
+        free(tp.threads);
+        free(args);
+        tp.threads = NULL;
+        tp.worker_args = NULL;
         return;
+    }
     for (int i = 0; i < want; i++) {
-        if (pthread_create(&tp.threads[i], NULL, worker_main,
-                           (void *)(uintptr_t)atomic_load(&tp.generation)) != 0)
+        args[i].id = i + 1;
+        args[i].generation = atomic_load(&tp.generation);
+        if (pthread_create(&tp.threads[i], NULL, worker_main, &args[i]) != 0)
             break;
         tp.n_workers++;
     }
@@ -192,7 +253,13 @@ void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int
     tp.n = n;
     tp.chunk = (n + parts - 1) / parts;
     tp.n_chunks = (n + tp.chunk - 1) / tp.chunk;
-    atomic_store(&tp.next_chunk, 0);
+    /* thread t owns chunks [t * n_chunks / T, (t + 1) * n_chunks / T) */
+    const int T = tp.n_workers + 1;
+    tp.n_shares = T;
+    for (int t = 0; t < T; t++) {
+        uint64_t lo = (uint64_t)(t * tp.n_chunks / T), hi = (uint64_t)((t + 1) * tp.n_chunks / T);
+        atomic_store_explicit(&tp.shares[t].range, hi << 32 | lo, memory_order_relaxed);
+    }
     atomic_store(&tp.pending, tp.n_workers);
     /* under the lock, so a worker about to sleep sees the new generation */
     pthread_mutex_lock(&tp.lock);
@@ -202,7 +269,7 @@ void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int
     pthread_mutex_unlock(&tp.lock);
 
     in_parallel_region = 1;
-    run_chunks();
+    run_chunks(0);
     in_parallel_region = 0;
 
     /* spin briefly; then sleep (a worker may be descheduled when the

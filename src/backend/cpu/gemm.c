@@ -60,8 +60,9 @@ static void gemm_part(void *ctx, int64_t begin, int64_t end)
 }
 
 /* Below this many multiply-adds a split costs more (a wake-up, and
- * OpenBLAS packing B once per part) than it saves. */
-#define GEMM_SPLIT_MNK ((double)(1 << 23))
+ * OpenBLAS packing B once per part) than it saves. 2^21 splits LeNet's
+ * 64x400x120 fully connected layer and its gradients (about 3M each). */
+#define GEMM_SPLIT_MNK ((double)(1 << 21))
 
 void fern__gemm(fern_dtype dt, char ta, char tb, int64_t M, int64_t N, int64_t K, const void *A,
                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc)
