@@ -10,7 +10,8 @@
 
 static const fern_pass pipeline[] = {
     {"inline", fern__pass_inline}, {"infer", fern__pass_infer},       {"fold", fern__pass_fold},
-    {"simplify", fern__pass_simplify}, {"cse", fern__pass_cse},       {"dce", fern__pass_dce},
+    {"simplify", fern__pass_simplify}, {"fuse_grad", fern__pass_fuse_grad},
+    {"cse", fern__pass_cse},           {"dce", fern__pass_dce},
 };
 static const fern_pass late[] = {{"fuse", fern__pass_fuse}, {"dce", fern__pass_dce}};
 

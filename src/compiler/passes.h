@@ -17,6 +17,7 @@ int fern__pass_cse(fern_graph *g);      /* common-subexpression elimination     
 int fern__pass_dce(fern_graph *g);      /* dead-code elimination                   */
 int fern__pass_inline(fern_graph *g);   /* inline call nodes                       */
 int fern__pass_fuse(fern_graph *g);     /* elementwise fusion                      */
+int fern__pass_fuse_grad(fern_graph *g); /* gradient ops around relu + max pooling  */
 
 /* Run the standard pipeline on every graph of the module. */
 fern_status fern__run_pipeline(fern_module *m, const char *dump_name);

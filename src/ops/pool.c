@@ -49,6 +49,15 @@ static const fern_attr_spec avg_pool_attrs[] = {{"kernel", FERN_ATTR_INTS, 0, NU
 
 static const fern_attr_spec adaptive_attrs[] = {{"output_size", FERN_ATTR_INTS, 0, NULL}};
 
+/* max_pool2d's, and relu: 1 when the compiler folded relu_backward(dx, x)
+ * into the op (x is then relu's output), so windows whose maximum is <= 0
+ * pass no gradient */
+static const fern_attr_spec max_bwd_attrs[] = {{"kernel", FERN_ATTR_INTS, 0, NULL},
+                                               {"stride", FERN_ATTR_INTS, 0, NULL},
+                                               {"padding", FERN_ATTR_INTS, 0, NULL},
+                                               {"ceil_mode", FERN_ATTR_INT, 0, NULL},
+                                               {"relu", FERN_ATTR_INT, 0, NULL}};
+
 static const fern_op_def op_max_pool2d = {
     .name = "max_pool2d", .n_inputs = 1, .n_outputs = 1, .attrs = max_pool_attrs, .n_attrs = 4,
     .infer = fern__max_pool_infer, .kernel = {[FERN_CPU] = fern__max_pool_kernel},
@@ -85,12 +94,12 @@ static const fern_attr_spec avg_bwd_attrs[] = {{"kernel", FERN_ATTR_INTS, 0, NUL
 static const fern_attr_spec adaptive_bwd_attrs[] = {{"input_size", FERN_ATTR_INTS, 0, NULL}};
 
 static const fern_op_def op_max_pool2d_backward = {
-    .name = "max_pool2d_backward", .n_inputs = 2, .n_outputs = 1, .attrs = max_pool_attrs,
-    .n_attrs = 4, .infer = fern__max_bwd_infer, .kernel = {[FERN_CPU] = fern__max_bwd_kernel},
+    .name = "max_pool2d_backward", .n_inputs = 2, .n_outputs = 1, .attrs = max_bwd_attrs,
+    .n_attrs = 5, .infer = fern__max_bwd_infer, .kernel = {[FERN_CPU] = fern__max_bwd_kernel},
     .dtypes = FERN_DT_FLOAT, .dtype_arg = 0,
     .flags = FERN_OPF_HALF_VIA_F32 | FERN_OPF_CONTIG_INPUTS,
     .doc = "gradient of max_pool2d: x, output gradient gy -> dx (gy added at each window's first "
-           "max); the attributes of max_pool2d",
+           "max); the attributes of max_pool2d, and relu (1: relu_backward(dx, x) folded in)",
     .grad = max_bwd_grad};
 
 static const fern_op_def op_max_pool2d_indices = {
@@ -178,7 +187,10 @@ static int max_pool_grad(const fern_op_call *c, fern_tensor *const *g, fern_tens
     fern_tensor *in[2] = {c->in[0], g[0]};
     if (!g[0] || !fern_dtype_is_float(c->in[0]->dtype) || !wants_grad(c->in[0]))
         return 0;
-    return (gi[0] = fern__op1(&op_max_pool2d_backward, 2, in, c->attrs)) ? 0 : -1;
+    fern_attr a[5];
+    memcpy(a, c->attrs, 4 * sizeof *a);
+    a[4] = fern__attr_int(0);
+    return (gi[0] = fern__op1(&op_max_pool2d_backward, 2, in, a)) ? 0 : -1;
 }
 
 /* linear in gy: its cotangent gathered at the argmax of each window; x only
@@ -199,7 +211,12 @@ static int max_bwd_grad(const fern_op_call *c, fern_tensor *const *g, fern_tenso
     si[nd - 2] *= si[nd - 1];
     fern_tensor *r =
         fern_gather(fern_reshape(g[0], nd - 1, sx), nd - 2, fern_reshape(idx, nd - 1, si));
-    gi[1] = r ? fern_reshape(r, nd, gy->shape) : NULL;
+    r = r ? fern_reshape(r, nd, gy->shape) : NULL;
+    if (r && c->attrs[4].i) { /* the folded relu: windows with maximum <= 0 pass nothing */
+        fern_tensor *m = fern__op1(&op_max_pool2d, 1, &x, c->attrs);
+        r = fern_where(fern_le(m, fern_scalar(r->dtype, 0)), fern_scalar(r->dtype, 0), r);
+    }
+    gi[1] = r;
     return gi[1] ? 0 : -1;
 }
 

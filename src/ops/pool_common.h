@@ -92,7 +92,8 @@ int fern__adaptive_bwd_infer(fern_op_call *c);
 /* ---- 2x2 stride-2 unpadded max pooling of f32/f64 (pool_max2x2.c) ---- */
 int fern__max2x2_applies(const pool_geom *g, fern_dtype dt);
 /* forward (gy NULL: out = the maxima) or backward (out = dx) */
-void fern__max2x2(const pool_geom *g, fern_dtype dt, const void *x, const void *gy, void *out);
+void fern__max2x2(const pool_geom *g, fern_dtype dt, const void *x, const void *gy, void *out,
+                  int relu);
 
 /* ---- CPU kernels ---- */
 int fern__max_pool_kernel(fern_op_call *c);     /* pool_max.c     */

@@ -261,7 +261,7 @@ int fern__max_pool_kernel(fern_op_call *c)
         return -1;
     const fern_dtype dt = c->in[0]->dtype;
     if (fern__max2x2_applies(&g, dt)) {
-        fern__max2x2(&g, dt, fern_tensor_data(c->in[0]), NULL, fern_tensor_data(c->out[0]));
+        fern__max2x2(&g, dt, fern_tensor_data(c->in[0]), NULL, fern_tensor_data(c->out[0]), 0);
         return 0;
     }
     max_job j = {&g, max_interior(&g, 16 / (int64_t)fern_dtype_size(dt)),

@@ -96,9 +96,14 @@ DEFINE_GSPLIT(f64, 4)
         return vmax_##SFX##_##L(vmax_##SFX##_##L(t.a, t.b), vmax_##SFX##_##L(t.c, t.d));           \
     }                                                                                              \
     /* w0, w1: columns [0, L) and [L, 2L) of row 0; w2, w3 of row 1 */                             \
-    static inline void spread_##SFX##_##L(taps_##SFX##_##L t, v_##SFX##_##L gv, v_##SFX##_##L *w)  \
+    static inline void spread_##SFX##_##L(taps_##SFX##_##L t, v_##SFX##_##L gv, int relu,          \
+                                          v_##SFX##_##L *w)                                        \
     {                                                                                              \
         v_##SFX##_##L e[4];                                                                        \
+        if (relu) { /* relu_backward folded in: gy kept where !(max <= 0) */                       \
+            const v_##SFX##_##L m = fold_##SFX##_##L(t), zero = {0};                               \
+            gv = (v_##SFX##_##L)((iv_##SFX##_##L)gv & ~(iv_##SFX##_##L)(m <= zero));               \
+        }                                                                                          \
         gsplit_##SFX##_##L(t.a, t.b, t.c, t.d, gv, e);                                             \
         w[0] = POOL_SHUFFLE(iv_##SFX##_##L, e[0], e[1], POOL_LO_##L);                              \
         w[1] = POOL_SHUFFLE(iv_##SFX##_##L, e[0], e[1], POOL_HI_##L);                              \
@@ -109,7 +114,7 @@ DEFINE_GSPLIT(f64, 4)
      * maxima) or backward (gr: gy's row; g0, g1: gx's rows) */                                    \
     static void pair_run_##SFX##_##L(const T *restrict r0, const T *restrict r1,                   \
                                      const T *restrict gr, T *restrict y, T *restrict g1,          \
-                                     int64_t n)                                                    \
+                                     int64_t n, int relu)                                          \
     {                                                                                              \
         typedef v_##SFX##_##L vec;                                                                 \
         for (int64_t o0 = 0; o0 < n; o0 += L) {                                                    \
@@ -127,7 +132,7 @@ DEFINE_GSPLIT(f64, 4)
             }                                                                                      \
             vec gv;                                                                                \
             memcpy(&gv, gr + ow, sizeof gv);                                                       \
-            spread_##SFX##_##L(t, gv, w);                                                          \
+            spread_##SFX##_##L(t, gv, relu, w);                                                    \
             memcpy(y + 2 * ow, &w[0], sizeof w[0]);                                                \
             memcpy(y + 2 * ow + L, &w[1], sizeof w[1]);                                            \
             memcpy(g1 + 2 * ow, &w[2], sizeof w[2]);                                               \
@@ -150,7 +155,7 @@ DEFINE_PAIR_VEC(double, f64, 8)
  * out + 2tW */
 #define DEFINE_PAIR_MASKED(T, SFX, L, PS, MT, MASK)                                                \
     static void pair_rows_##SFX(const T *r0, int64_t W, const T *gy, T *out, int64_t rows,         \
-                                int64_t n)                                                         \
+                                int64_t n, int relu)                                               \
     {                                                                                              \
         typedef v_##SFX##_##L vec;                                                                 \
         const int64_t lo = 2 * n < L ? 2 * n : L, hi = 2 * n - lo; /* columns in p0, p1 */         \
@@ -166,7 +171,7 @@ DEFINE_PAIR_VEC(double, f64, 8)
                 continue;                                                                          \
             }                                                                                      \
             vec w[4];                                                                              \
-            spread_##SFX##_##L(tp, (vec)_mm512_maskz_loadu_##PS(mo, gy + t * n), w);               \
+            spread_##SFX##_##L(tp, (vec)_mm512_maskz_loadu_##PS(mo, gy + t * n), relu, w);         \
             T *g0 = out + t * 2 * W;                                                               \
             _mm512_mask_storeu_##PS(g0, ml, (MT)w[0]);                                             \
             _mm512_mask_storeu_##PS(g0 + lo, mh, (MT)w[1]);                                        \
@@ -178,7 +183,7 @@ DEFINE_PAIR_MASKED(float, f32, 16, ps, __m512, __mmask16)
 DEFINE_PAIR_MASKED(double, f64, 8, pd, __m512d, __mmask8)
 #define PAIR_MASKED(SFX, L64, r0, r1, gr, y, g1, n)                                                \
     if ((n) <= L64) {                                                                              \
-        pair_rows_##SFX(r0, r1 - r0, gr, y, 1, n);                                                 \
+        pair_rows_##SFX(r0, r1 - r0, gr, y, 1, n, relu);                                           \
         return n;                                                                                  \
     }
 #else
@@ -190,17 +195,17 @@ DEFINE_PAIR_MASKED(double, f64, 8, pd, __m512d, __mmask8)
  * is too small for a vector (then the caller does them one by one). */
 #define DEFINE_PAIR_ROW(SFX, T, L16, L32, L64)                                                     \
     static inline int64_t pair_row_##SFX(const T *r0, const T *r1, const T *gr, T *y, T *g1,       \
-                                         int64_t n)                                                \
+                                         int64_t n, int relu)                                      \
     {                                                                                              \
         if (n <= 0)                                                                                \
             return 0;                                                                              \
         PAIR_MASKED(SFX, L64, r0, r1, gr, y, g1, n)                                                \
         if (POOL_VBYTES >= 64 && n >= L64)                                                         \
-            pair_run_##SFX##_##L64(r0, r1, gr, y, g1, n);                                          \
+            pair_run_##SFX##_##L64(r0, r1, gr, y, g1, n, relu);                                          \
         else if (POOL_VBYTES >= 32 && n >= L32)                                                    \
-            pair_run_##SFX##_##L32(r0, r1, gr, y, g1, n);                                          \
+            pair_run_##SFX##_##L32(r0, r1, gr, y, g1, n, relu);                                          \
         else if (n >= L16)                                                                         \
-            pair_run_##SFX##_##L16(r0, r1, gr, y, g1, n);                                          \
+            pair_run_##SFX##_##L16(r0, r1, gr, y, g1, n, relu);                                          \
         else                                                                                       \
             return 0;                                                                              \
         return n;                                                                                  \
@@ -216,7 +221,7 @@ DEFINE_PAIR_ROW(f64, double, 2, 4, 8)
         const int64_t W = g->W, ih = 2 * oh, nr = ih + 1 < g->H ? 2 : 1;                           \
         const T *r0 = x + ih * W;                                                                  \
         const int64_t fw = nr == 2 ? (W / 2 < g->OW ? W / 2 : g->OW) : 0; /* full windows */       \
-        for (int64_t ow = pair_row_##SFX(r0, r0 + W, NULL, y, NULL, fw); ow < g->OW; ow++) {       \
+        for (int64_t ow = pair_row_##SFX(r0, r0 + W, NULL, y, NULL, fw, 0); ow < g->OW; ow++) {       \
             const int64_t c = 2 * ow, nc = c + 1 < W ? 2 : 1;                                      \
             T m = r0[c];                                                                           \
             for (int64_t i = 0; i < nr; i++)                                                       \
@@ -228,13 +233,13 @@ DEFINE_PAIR_ROW(f64, double, 2, 4, 8)
     /* input rows 2oh, 2oh + 1 of gx written whole; after the plane's last                         \
      * output row, the input rows no window covers zeroed */                                       \
     static void pair_bwd_##SFX(const pool_geom *g, const T *restrict x, const T *restrict gr,      \
-                               T *restrict gx, int64_t oh)                                         \
+                               T *restrict gx, int64_t oh, int relu)                               \
     {                                                                                              \
         const int64_t W = g->W, ih = 2 * oh, nr = ih + 1 < g->H ? 2 : 1;                           \
         const T *r0 = x + ih * W;                                                                  \
         T *g0 = gx + ih * W;                                                                       \
         const int64_t fw = nr == 2 ? (W / 2 < g->OW ? W / 2 : g->OW) : 0;                          \
-        const int64_t done = pair_row_##SFX(r0, r0 + W, gr, g0, g0 + W, fw);                       \
+        const int64_t done = pair_row_##SFX(r0, r0 + W, gr, g0, g0 + W, fw, relu);                       \
         for (int64_t i = 0; i < nr && 2 * done < W; i++)                                           \
             memset(g0 + i * W + 2 * done, 0, (size_t)(W - 2 * done) * sizeof(T));                  \
         for (int64_t ow = done; ow < g->OW; ow++) {                                                \
@@ -246,7 +251,7 @@ DEFINE_PAIR_ROW(f64, double, 2, 4, 8)
                     if (v > r0[best] || v != v)                                                    \
                         best = i * W + c + k;                                                      \
                 }                                                                                  \
-            g0[best] = gr[ow];                                                                     \
+            g0[best] = relu && r0[best] <= 0 ? 0 : gr[ow];                                         \
         }                                                                                          \
         if (oh == g->OH - 1 && ih + nr < g->H)                                                     \
             memset(g0 + nr * W, 0, (size_t)((g->H - ih - nr) * W) * sizeof(T));                    \
@@ -259,6 +264,7 @@ typedef struct {
     const pool_geom *g;
     const char *x, *gy; /* gy: NULL for the forward */
     char *out;
+    int relu; /* backward: relu_backward folded in */
 } pair_job;
 
 /* output rows [begin, end) of the flat (plane, oh) list. When the output
@@ -273,20 +279,21 @@ typedef struct {
         const int64_t W = g->W, OW = g->OW, HW = g->H * W;                                         \
         const T *x = (const T *)j->x, *gy = (const T *)j->gy;                                      \
         T *out = (T *)j->out;                                                                      \
+        const int relu = j->relu;                                                                  \
         if (g->H == 2 * g->OH && (gy ? W == 2 * OW : W / 2 >= OW)) {                               \
             const T *r0 = x + begin * 2 * W;                                                       \
             if (PAIR_ROWS_##SFX(r0, W, gy ? gy + begin * OW : NULL,                                \
-                                out + begin * (gy ? 2 * W : OW), end - begin, OW))                 \
+                                out + begin * (gy ? 2 * W : OW), end - begin, OW, relu))           \
                 return;                                                                            \
             if (!gy) {                                                                             \
                 for (int64_t t = begin; t < end; t++, r0 += 2 * W)                                 \
-                    if (!pair_row_##SFX(r0, r0 + W, NULL, out + t * OW, NULL, OW))                 \
+                    if (!pair_row_##SFX(r0, r0 + W, NULL, out + t * OW, NULL, OW, 0))                 \
                         pair_fwd_##SFX(g, r0, out + t * OW, 0);                                    \
             } else {                                                                               \
                 for (int64_t t = begin; t < end; t++, r0 += 2 * W) {                               \
                     T *g0 = out + t * 2 * W;                                                       \
-                    if (!pair_row_##SFX(r0, r0 + W, gy + t * OW, g0, g0 + W, OW))                  \
-                        pair_bwd_##SFX(g, r0, gy + t * OW, g0, 0);                                 \
+                    if (!pair_row_##SFX(r0, r0 + W, gy + t * OW, g0, g0 + W, OW, relu))                  \
+                        pair_bwd_##SFX(g, r0, gy + t * OW, g0, 0, relu);                                 \
                 }                                                                                  \
             }                                                                                      \
             return;                                                                                \
@@ -294,7 +301,7 @@ typedef struct {
         int64_t plane = begin / g->OH, oh = begin - plane * g->OH;                                 \
         for (int64_t t = begin; t < end; t++) {                                                    \
             if (gy)                                                                                \
-                pair_bwd_##SFX(g, x + plane * HW, gy + t * OW, out + plane * HW, oh);              \
+                pair_bwd_##SFX(g, x + plane * HW, gy + t * OW, out + plane * HW, oh, relu);              \
             else                                                                                   \
                 pair_fwd_##SFX(g, x + plane * HW, out + t * OW, oh);                               \
             if (++oh == g->OH) {                                                                   \
@@ -306,13 +313,13 @@ typedef struct {
 
 /* many rows of at most one vector: one call (0 when it does not apply) */
 #if defined(__AVX512F__)
-#define PAIR_ROWS_f32(r0, W, gy, out, rows, n)                                                     \
-    ((n) <= 16 ? pair_rows_f32(r0, W, gy, out, rows, n), 1 : 0)
-#define PAIR_ROWS_f64(r0, W, gy, out, rows, n)                                                     \
-    ((n) <= 8 ? pair_rows_f64(r0, W, gy, out, rows, n), 1 : 0)
+#define PAIR_ROWS_f32(r0, W, gy, out, rows, n, relu)                                               \
+    ((n) <= 16 ? pair_rows_f32(r0, W, gy, out, rows, n, relu), 1 : 0)
+#define PAIR_ROWS_f64(r0, W, gy, out, rows, n, relu)                                               \
+    ((n) <= 8 ? pair_rows_f64(r0, W, gy, out, rows, n, relu), 1 : 0)
 #else
-#define PAIR_ROWS_f32(r0, W, gy, out, rows, n) 0
-#define PAIR_ROWS_f64(r0, W, gy, out, rows, n) 0
+#define PAIR_ROWS_f32(r0, W, gy, out, rows, n, relu) 0
+#define PAIR_ROWS_f64(r0, W, gy, out, rows, n, relu) 0
 #endif
 
 DEFINE_PAIR_TASK(float, f32)
@@ -324,9 +331,10 @@ int fern__max2x2_applies(const pool_geom *g, fern_dtype dt)
            g->sw == 2 && g->ph == 0 && g->pw == 0;
 }
 
-void fern__max2x2(const pool_geom *g, fern_dtype dt, const void *x, const void *gy, void *out)
+void fern__max2x2(const pool_geom *g, fern_dtype dt, const void *x, const void *gy, void *out,
+                  int relu)
 {
-    pair_job j = {g, x, gy, out};
+    pair_job j = {g, x, gy, out, relu};
     /* a row reads two input rows (and writes two for the backward) */
     fern_parallel_for(g->NC * g->OH, pool_grain((gy ? 4 : 2) * g->W),
                       dt == FERN_F32 ? pair_task_f32 : pair_task_f64, &j);

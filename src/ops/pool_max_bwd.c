@@ -58,18 +58,21 @@ DEFINE_ARGMAX_ROW(int64_t, i64, NAN_I, INT64_MIN)
 
 /* Windows other than 2x2 stride 2 (pool_max2x2.c): gx cleared, then each
  * window's gy added at its argmax (overlapping windows accumulate), a row
- * of windows at a time. */
+ * of windows at a time. With relu (relu_backward folded in by the
+ * compiler: the input is relu's output), a window whose maximum is <= 0
+ * adds nothing. */
 #define DEFINE_MAX_BACKWARD_PLANE(T, SFX)                                                          \
     static void max_bwd_plane_##SFX(const pool_geom *g, const T *restrict x,                      \
                                     const T *restrict gy, T *restrict gx, T *restrict m,           \
-                                    int64_t *restrict idx)                                         \
+                                    int64_t *restrict idx, int relu)                               \
     {                                                                                              \
         const int64_t OW = g->OW;                                                                  \
         memset(gx, 0, (size_t)(g->H * g->W) * sizeof(T));                                          \
         for (int64_t oh = 0; oh < g->OH; oh++) {                                                   \
             argmax_row_##SFX(g, x, oh, m, idx);                                                    \
             for (int64_t ow = 0; ow < OW; ow++)                                                    \
-                gx[idx[ow]] += gy[oh * OW + ow];                                                   \
+                if (!relu || !(m[ow] <= 0))                                                        \
+                    gx[idx[ow]] += gy[oh * OW + ow];                                               \
         }                                                                                          \
     }
 
@@ -82,6 +85,7 @@ typedef struct {
     const char *x, *gy;
     char *out;
     atomic_int *failed;
+    int relu;
 } pool_bwd_job;
 
 /* planes [begin, end) */
@@ -99,10 +103,10 @@ static void max_bwd_task(void *ctx, int64_t begin, int64_t end)
     for (int64_t t = begin; t < end; t++) {
         if (j->dt == FERN_F32)
             max_bwd_plane_f32(g, (const float *)j->x + t * HW, (const float *)j->gy + t * P,
-                              (float *)j->out + t * HW, (float *)(idx + g->OW), idx);
+                              (float *)j->out + t * HW, (float *)(idx + g->OW), idx, j->relu);
         else
             max_bwd_plane_f64(g, (const double *)j->x + t * HW, (const double *)j->gy + t * P,
-                              (double *)j->out + t * HW, (double *)(idx + g->OW), idx);
+                              (double *)j->out + t * HW, (double *)(idx + g->OW), idx, j->relu);
     }
     fern_free(FERN_CPU, idx, bytes);
 }
@@ -114,9 +118,9 @@ int fern__max_bwd_kernel(fern_op_call *c)
         return -1;
     atomic_int failed = 0;
     pool_bwd_job j = {&g, c->in[0]->dtype, fern_tensor_data(c->in[0]), fern_tensor_data(c->in[1]),
-                      fern_tensor_data(c->out[0]), &failed};
+                      fern_tensor_data(c->out[0]), &failed, c->attrs[4].i != 0};
     if (fern__max2x2_applies(&g, j.dt))
-        fern__max2x2(&g, j.dt, j.x, j.gy, j.out);
+        fern__max2x2(&g, j.dt, j.x, j.gy, j.out, j.relu);
     else
         fern_parallel_for(g.NC, pool_grain(g.OH * g.OW * g.kh * g.kw + g.H * g.W), max_bwd_task,
                           &j);
@@ -177,7 +181,7 @@ int fern__indices_kernel(fern_op_call *c)
         return -1;
     atomic_int failed = 0;
     pool_bwd_job j = {&g, c->in[0]->dtype, fern_tensor_data(c->in[0]), NULL,
-                      fern_tensor_data(c->out[0]), &failed};
+                      fern_tensor_data(c->out[0]), &failed, 0};
     fern_parallel_for(g.NC, pool_grain(g.OH * g.OW * g.kh * g.kw), indices_task, &j);
     if (atomic_load(&failed)) {
         fern_set_error(FERN_ERR_NOMEM, "%s: out of memory", c->op->name);

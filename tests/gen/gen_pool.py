@@ -273,6 +273,32 @@ mpb("mpb_2x2_f64_masked", R((4, 6, 12, 14), np.float64), (2, 2))
 mpb("mpb_nan_wide", xnw, (2, 2))
 xtw = np.tile(xtie, (2, 3, 3, 18))                                   # ties in every lane
 mpb("mpb_ties_wide", xtw, (2, 2))
+
+
+# relu=1: relu_backward(max_pool2d_backward(x, gy), x) folded into one op by the
+# compiler, x being relu's output (whole windows of zeros: tied, masked)
+def mpb_relu(cid, z, kernel, stride=None, padding=None, ceil_mode=None):
+    x = np.maximum(z, 0).astype(z.dtype)
+    st = [s if s else k for s, k in zip(stride, kernel)] if stride else None
+    xt = t64(x).requires_grad_(True)
+    y = F.max_pool2d(xt, kernel, st, padding or 0, 1, bool(ceil_mode))
+    gy = cs.rand(tuple(y.shape), x.dtype)
+    (gx,) = torch.autograd.grad(y, xt, t64(gy))
+    gx = torch.ops.aten.threshold_backward(gx, xt.detach(), 0)
+    attrs = pool_attrs(kernel, stride, padding, ceil_mode)
+    attrs["relu"] = 1
+    cs.case(cid, "max_pool2d_backward", [x, gy], [gx.numpy().astype(x.dtype)], attrs, tol=tol_for(x))
+
+
+Rn = lambda shape, dt=np.float32: cs.rand(shape, dt, -1.0, 0.4)  # mostly negative: many all-zero windows
+mpb_relu("mpb_relu_lenet1", Rn((2, 6, 28, 28)), (2, 2))                  # one masked vector a row
+mpb_relu("mpb_relu_lenet2", Rn((8, 16, 10, 10)), (2, 2))
+mpb_relu("mpb_relu_wide", Rn((2, 3, 8, 70)), (2, 2))                     # full vectors, overlapping last
+mpb_relu("mpb_relu_ceil", Rn((2, 3, 9, 67)), (2, 2), None, None, True)   # scalar partial windows
+mpb_relu("mpb_relu_f64", Rn((4, 6, 12, 14), np.float64), (2, 2))
+mpb_relu("mpb_relu_small", Rn((1, 2, 4, 5)), (2, 2))
+mpb_relu("mpb_relu_overlap", Rn((2, 3, 8, 9)), (3, 3), (1, 1))           # generic kernel, accumulating
+mpb_relu("mpb_relu_pad", Rn((2, 2, 8, 9), np.float64), (3, 3), (2, 2), (1, 1))
 mpi("mpi_2x2", R((2, 3, 8, 9)), (2, 2))
 mpi("mpi_3x3_s2_p1", R((2, 3, 8, 9)), (3, 3), (2, 2), (1, 1))
 mpi("mpi_ceil_pad", R((1, 2, 7, 7)), (3, 3), (2, 2), (1, 1), True)

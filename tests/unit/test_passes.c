@@ -471,6 +471,57 @@ static void test_simplify_shapes(void **state)
 
 /* ---- cse ----------------------------------------------------------------------- */
 
+static void test_fuse_grad(void **state)
+{
+    (void)state;
+    /* relu -> max pooling's gradients: relu_backward folds into the pooling
+     * gradient, then the bias-style sum over H and W reads the masked
+     * pooled gradient instead (the old pooling gradient is left for DCE).
+     * Inputs in [-2, 2]: about half the relu outputs are 0, so whole
+     * windows are masked. */
+    check_pass_ex("graph @main(%z: f32[2,3,6,6], %g: f32[2,3,3,3]) -> (f32[2,3,6,6], f32[3]) {\n"
+                  "  %y = relu(%z)\n"
+                  "  %p = max_pool2d_backward(%y, %g) {kernel=[2,2]}\n"
+                  "  %d = relu_backward(%p, %y)\n"
+                  "  %b = sum(%d) {axes=[0,2,3]}\n"
+                  "  return %d, %b\n"
+                  "}\n",
+                  fern__pass_fuse_grad, 2,
+                  "graph @main(%0: f32[2,3,6,6], %1: f32[2,3,3,3]) -> (f32[2,3,6,6], f32[3]) {\n"
+                  "  %2 = relu(%0)\n"
+                  "  %3 = max_pool2d_backward(%2, %1) {kernel=[2,2]}\n"
+                  "  %4 = max_pool2d_backward(%2, %1) {kernel=[2,2], relu=1}\n"
+                  "  %5 = max_pool2d(%2) {kernel=[2,2]}\n"
+                  "  %6 = relu_backward(%1, %5)\n"
+                  "  %7 = sum(%6) {axes=[0,2,3]}\n"
+                  "  return %4, %7\n"
+                  "}\n",
+                  -2.0, 2.0, 1e-5, NULL);
+    /* not when the pooling gradient has another use, when relu_backward's
+     * mask is another value, or when the sum keeps H or W */
+    check_pass("graph @main(%z: f32[2,3,6,6], %g: f32[2,3,3,3], %w: f32[2,3,6,6]) -> "
+               "(f32[2,3,6,6], f32[2,3,6,6], f32[2,3,6,6], f32[2,6]) {\n"
+               "  %y = relu(%z)\n"
+               "  %p = max_pool2d_backward(%y, %g) {kernel=[2,2]}\n"
+               "  %d = relu_backward(%p, %y)\n"
+               "  %q = max_pool2d_backward(%y, %g) {kernel=[2,2], relu=1}\n"
+               "  %e = relu_backward(%q, %w)\n"
+               "  %s = sum(%q) {axes=[1,3]}\n"
+               "  return %p, %d, %e, %s\n"
+               "}\n",
+               fern__pass_fuse_grad, 0,
+               "graph @main(%0: f32[2,3,6,6], %1: f32[2,3,3,3], %2: f32[2,3,6,6]) -> "
+               "(f32[2,3,6,6], f32[2,3,6,6], f32[2,3,6,6], f32[2,6]) {\n"
+               "  %3 = relu(%0)\n"
+               "  %4 = max_pool2d_backward(%3, %1) {kernel=[2,2]}\n"
+               "  %5 = relu_backward(%4, %3)\n"
+               "  %6 = max_pool2d_backward(%3, %1) {kernel=[2,2], relu=1}\n"
+               "  %7 = relu_backward(%6, %2)\n"
+               "  %8 = sum(%6) {axes=[1,3]}\n"
+               "  return %4, %5, %7, %8\n"
+               "}\n");
+}
+
 static void test_cse(void **state)
 {
     (void)state;
@@ -1090,6 +1141,7 @@ int main(void)
         cmocka_unit_test(test_simplify_zeros),
         cmocka_unit_test(test_simplify_unary),
         cmocka_unit_test(test_simplify_shapes),
+        cmocka_unit_test(test_fuse_grad),
         cmocka_unit_test(test_cse),
         cmocka_unit_test(test_cse_structured),
         cmocka_unit_test(test_inline),
