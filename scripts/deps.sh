@@ -2,7 +2,7 @@
 # Installs fern's build and test dependencies from Debian's packages, if any
 # is missing. Sourced by main.sh and test.sh; safe to run again.
 set -euo pipefail
-FERN_PACKAGES=(build-essential cmake pkg-config clang libopenblas-dev libcmocka-dev
+FERN_PACKAGES=(build-essential cmake pkg-config clang libopenblas-dev libdnnl-dev libcmocka-dev
                zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libzip-dev libcjson-dev
                python3 python3-numpy python3-torch dataset-fashion-mnist)
 missing=()

@@ -232,6 +232,7 @@ static int cmd_info(const command *c, int argc, char **argv)
         printf("%-14s %d (all online CPUs; set FERN_NUM_THREADS to change)\n", "threads",
                threads);
     int par = openblas_get_parallel();
+    printf("%-14s %s\n", "gemm", fern_gemm_backend());
     printf("%-14s OpenBLAS, %s\n", "blas", openblas_get_config());
     printf("%-14s core %s, %d thread%s (%s)%s\n", "", openblas_get_corename(),
            openblas_get_num_threads(), openblas_get_num_threads() == 1 ? "" : "s",
@@ -245,10 +246,12 @@ static int cmd_info(const command *c, int argc, char **argv)
         const char *core = openblas_get_corename();
         int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+        int f32_openblas = strstr(fern_gemm_backend(), "oneDNN") == NULL;
         if (avx512 && core && (!strcmp(core, "Haswell") || !strcmp(core, "Zen") || !strcmp(core, "Prescott")))
-            printf("%-14s this CPU has AVX-512 but OpenBLAS runs its %s kernels: gemm-heavy work is up to\n"
-                   "%-14s about 1.8x faster with OPENBLAS_CORETYPE=SkylakeX set before fern starts\n",
-                   "hint", core, "");
+            printf("%-14s this CPU has AVX-512 but OpenBLAS runs its %s kernels: %s gemms are up to\n"
+                   "%-14s about 1.8x faster with OPENBLAS_CORETYPE=SkylakeX set before fern starts%s\n",
+                   "hint", core, f32_openblas ? "f32 and f64" : "f64", "",
+                   f32_openblas ? "\n               (or build fern with oneDNN: apt-get install libdnnl-dev)" : "");
     }
 #endif
 #if defined(__VERSION__)

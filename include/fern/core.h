@@ -185,6 +185,9 @@ void fern_rng_set_offset(uint64_t offset);
  * number of online CPUs). */
 int fern_num_threads(void);
 void fern_set_num_threads(int n);
+/* Which libraries compute fern's matrix products, e.g. "f32: oneDNN 2.6.3,
+ * f64: OpenBLAS" (a static string). */
+const char *fern_gemm_backend(void);
 /* Run fn(ctx, begin, end) over [0, n) split in chunks of at least `grain`
  * iterations across the pool. Runs inline when n < 2*grain or one thread. */
 void fern_parallel_for(int64_t n, int64_t grain,
