@@ -14,11 +14,17 @@
  *   conv_transpose.c    conv_transpose2d (and conv2d's input gradient): one
  *                       stride-1 forward conv per output phase, or gemm +
  *                       col2im
+ *   conv_transpose_cols.c  stride-1 conv_transpose2d on small inputs as a
+ *                       gemm and shifted sums, no padding (AVX-512 builds;
+ *                       LeNet's conv2 input gradient)
  *   conv_wgrad.c        conv2d_weight_grad: kernel choice, im2col + gemms
  *   conv_wgrad_direct.c conv2d_weight_grad's channel-vectorized kernel
  *                       (AVX-512 builds)
  *   conv_wgrad_rows.c   conv2d_weight_grad's row-vectorized kernel for few
  *                       output channels (AVX-512 builds)
+ *   conv_wgrad_sample.c conv2d_weight_grad's per-sample kernel for small
+ *                       planes and 9-16 output channels (AVX-512 builds;
+ *                       LeNet's conv2)
  * Semantics are torch's throughout. Kernels take f32 or f64 (f16/bf16 run via
  * f32, through the dispatcher) on contiguous inputs. */
 #ifndef FERN_CONV_COMMON_H
@@ -256,8 +262,15 @@ void fern__conv_im2col_task(void *ctx, int64_t begin, int64_t end);
 
 int fern__conv_transpose(const conv_geom *g, fern_dtype dt, const void *x, const void *w,
                          const void *bias, void *y);
+#if CBLOCK_AVAILABLE
+/* Whether the gemm-and-shifted-sums kernel suits g (conv_transpose_cols.c),
+ * and the kernel. */
+int fern__convt_cols_suits(const conv_geom *g, fern_dtype dt);
+int fern__convt_cols(const conv_geom *g, const float *x, const float *w, const float *bias,
+                     float *y);
+#endif
 
-/* ---- weight gradient (conv_wgrad.c, conv_wgrad_direct.c) ---------------- */
+/* ---- weight gradient (conv_wgrad*.c) -------------------------------------- */
 
 /* gw (O, C/G, KH, KW) of a conv2d with input x and output cotangent gy. */
 int fern__conv_wgrad(const conv_geom *g, fern_dtype dt, const void *x, const void *gy, void *gw);
@@ -270,6 +283,11 @@ int fern__conv_wgrad_direct(const conv_geom *g, fern_dtype dt, const void *x, co
 int fern__conv_wgrad_rows_suits(const conv_geom *g, fern_dtype dt, int64_t nlive);
 int fern__conv_wgrad_rows(const conv_geom *g, const float *x, const float *gy, float *gw,
                           const int64_t *taps, int64_t nlive);
+/* Whether the per-sample kernel for small planes and 9-16 output channels
+ * per group suits g (conv_wgrad_sample.c), and the kernel; it writes every
+ * tap of gw. */
+int fern__conv_wgrad_sample_suits(const conv_geom *g, fern_dtype dt);
+int fern__conv_wgrad_sample(const conv_geom *g, const float *x, const float *gy, float *gw);
 #endif
 
 #endif /* FERN_CONV_COMMON_H */

@@ -12,6 +12,10 @@
  * (no flipped copy), into a scratch output interleaved into y; a stride-1
  * transposed conv is one forward conv writing y directly.
  *
+ * A stride-1 transposed conv whose padded input would be mostly padding
+ * (a valid conv's input gradient on a small map) runs instead as a gemm on
+ * the unpadded input and shifted sums (conv_transpose_cols.c).
+ *
  * Otherwise (strides with dilation, or pads larger than the kernel reaches)
  * per group a gemm (W_g^T @ x) into columns, then col2im (scatter-add) into
  * the output, which starts as the bias; several samples' columns merged
@@ -226,6 +230,10 @@ int fern__conv_transpose(const conv_geom *g, fern_dtype dt, const void *x, const
     if (g->N == 0 || cin_g == 0 || g->H * g->W == 0 ||
         (g->sh > 1 && g->dh > 1) || (g->sw > 1 && g->dw > 1))
         return convt_col2im(g, dt, x, w, bias, y);
+#if CBLOCK_AVAILABLE
+    if (fern__convt_cols_suits(g, dt))
+        return fern__convt_cols(g, x, w, bias, y);
+#endif
     tc_axis ah[16], aw[16];
     if (g->sh > 16 || g->sw > 16)
         return convt_col2im(g, dt, x, w, bias, y);

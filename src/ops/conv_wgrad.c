@@ -11,8 +11,10 @@
  * AVX-512 builds (f32/f64) use direct kernels, 1.5-2x the gemms below per
  * core on ResNet layers and 3-4x on LeNet's: the row-vectorized one
  * (conv_wgrad_rows.c, f32) for <= 8 output channels per group with rows
- * wide enough to fill its vectors (LeNet's conv1, depthwise), else the
- * channel-vectorized one (conv_wgrad_direct.c). Otherwise, per group, gw is
+ * wide enough to fill its vectors (LeNet's conv1, depthwise), the per-sample
+ * one (conv_wgrad_sample.c, f32) for 9-16 output channels per group on
+ * small planes (LeNet's conv2), else the channel-vectorized one
+ * (conv_wgrad_direct.c). Otherwise, per group, gw is
  * gy_g (O/G x n*P) @ col^T with col the forward's im2col (C/G * taps x n*P):
  * the same im2col, then gemms that accumulate (beta 1) over chunks of
  * samples. Small per-sample gemms (LeNet) run on fern's threads, each thread
@@ -172,6 +174,8 @@ int fern__conv_wgrad(const conv_geom *g, fern_dtype dt, const void *x, const voi
 #if CBLOCK_AVAILABLE /* the direct kernels beat the gemms 1.5-2x (LeNet 3-4x) */
     if (fern__conv_wgrad_rows_suits(g, dt, j.f.L))
         rc = fern__conv_wgrad_rows(g, x, gy, gw, taps, j.f.L);
+    else if (fern__conv_wgrad_sample_suits(g, dt))
+        rc = fern__conv_wgrad_sample(g, x, gy, gw);
     else
         rc = fern__conv_wgrad_direct(g, dt, x, gy, gw, taps, j.f.L);
     goto done;

@@ -10,10 +10,13 @@
  * it loads og vectors of gy and TB shifted vectors of x, and does og * TB
  * fused multiply-adds (24 for LeNet, against 10 loads). The last vector of
  * a row is loaded with a mask (zeros past the row's end), so nothing
- * outside the real positions enters a sum. Each sample's padded input and
- * gy stay in L1 while every block runs over them; the blocks add their
- * vector sums into the thread's partial sums, reduced (threads and lanes)
- * at the end. */
+ * outside the real positions enters a sum. gy is read in place (the first
+ * block of a sample streams it in under its FMAs; a separate pass to re-lay
+ * it would stall on those loads with nothing to overlap), and each sample's
+ * input is copied into a padded buffer whose border is zeroed once per
+ * thread; both stay in L1 while every block runs over them. The blocks add
+ * their vector sums into the thread's partial sums, reduced (threads and
+ * lanes) at the end. */
 #include "conv_common.h"
 
 #if CBLOCK_AVAILABLE
@@ -29,42 +32,53 @@ static int wr_tb(int64_t og)
     return tb[og];
 }
 
-/* part[(t * OB + o) * 16 + lane] += the sums of rows toff[0, TB) against
- * gy's OB channels over one sample's positions. gr: gy re-laid as
- * (OH, nseg, OB, 16), zero past OW; x's last segment of a row loads with
- * the mask `tail`. The empty asm keeps each gy vector in a register for its
- * TB uses (GCC would otherwise fold it into every FMA as a memory operand,
- * and the loads, not the FMAs, would set the pace). */
-#define DEFINE_WROW(OB, TB)                                                                       \
-    static void wrow_##OB##x##TB(const float *restrict xs, const int64_t *restrict toff,        \
-                                 int64_t Wp, int64_t sh, const float *restrict gr, int64_t OH,    \
-                                 int64_t nseg, __mmask16 tail, float *restrict part)              \
-    {                                                                                             \
-        __m512 acc[TB][OB];                                                                       \
-        const float *xb[TB];                                                                      \
+/* One segment of 16 output columns (lanes past the row's end masked off in
+ * both operands): the og gy vectors, then TB x vectors times each. The
+ * empty asm keeps each gy vector in a register for its TB uses (GCC would
+ * otherwise fold it into every FMA as a memory operand, and the loads, not
+ * the FMAs, would set the pace). */
+#define WROW_SEG(OB, TB, M, OFF)                                                                  \
+    do {                                                                                          \
+        __m512 gv[OB];                                                                            \
+        _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++)                                    \
+        {                                                                                         \
+            gv[o] = _mm512_maskz_loadu_ps(M, gp[o] + (OFF));                                      \
+            __asm__("" : "+v"(gv[o]));                                                            \
+        }                                                                                         \
         _Pragma("GCC unroll 16") for (int t = 0; t < TB; t++)                                    \
         {                                                                                         \
-            xb[t] = xs + toff[t];                                                                 \
+            const __m512 xv = _mm512_maskz_loadu_ps(M, xp[t] + (OFF));                            \
+            _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++) acc[t][o] =                    \
+                _mm512_fmadd_ps(xv, gv[o], acc[t][o]);                                            \
+        }                                                                                         \
+    } while (0)
+
+/* part[(t * OB + o) * 16 + lane] += the sums of rows toff[0, TB) against
+ * gy's OB channels (planes P apart from gy) over one sample's positions;
+ * nfull whole segments per row, then a last one of the lanes in `tail` (if
+ * any). gy is read in place: the first block streams it in while it
+ * computes, the others find it in L1. */
+#define DEFINE_WROW(OB, TB)                                                                       \
+    static void wrow_##OB##x##TB(const float *restrict xs, const int64_t *restrict toff,        \
+                                 int64_t xstep, const float *restrict gy, int64_t P, int64_t OW, \
+                                 int64_t OH, int64_t nfull, __mmask16 tail, float *restrict part) \
+    {                                                                                             \
+        __m512 acc[TB][OB];                                                                       \
+        const float *xp[TB], *gp[OB];                                                             \
+        _Pragma("GCC unroll 16") for (int t = 0; t < TB; t++)                                    \
+        {                                                                                         \
+            xp[t] = xs + toff[t];                                                                 \
             _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++) acc[t][o] =                    \
                 _mm512_setzero_ps();                                                              \
         }                                                                                         \
+        _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++) gp[o] = gy + o * P;                \
         for (int64_t oh = 0; oh < OH; oh++) {                                                     \
-            const int64_t xrow = oh * sh * Wp;                                                    \
-            for (int64_t seg = 0; seg < nseg; seg++, gr += OB * 16) {                             \
-                const __mmask16 m = seg == nseg - 1 ? tail : (__mmask16)0xFFFF;                   \
-                __m512 gv[OB];                                                                    \
-                _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++)                            \
-                {                                                                                 \
-                    gv[o] = _mm512_loadu_ps(gr + o * 16);                                         \
-                    __asm__("" : "+v"(gv[o]));                                                    \
-                }                                                                                 \
-                _Pragma("GCC unroll 16") for (int t = 0; t < TB; t++)                            \
-                {                                                                                 \
-                    const __m512 xv = _mm512_maskz_loadu_ps(m, xb[t] + xrow + seg * 16);          \
-                    _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++) acc[t][o] =            \
-                        _mm512_fmadd_ps(xv, gv[o], acc[t][o]);                                    \
-                }                                                                                 \
-            }                                                                                     \
+            for (int64_t seg = 0; seg < nfull; seg++)                                             \
+                WROW_SEG(OB, TB, (__mmask16)0xFFFF, seg * 16);                                    \
+            if (tail)                                                                             \
+                WROW_SEG(OB, TB, tail, nfull * 16);                                               \
+            _Pragma("GCC unroll 16") for (int t = 0; t < TB; t++) xp[t] += xstep;                \
+            _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++) gp[o] += OW;                   \
         }                                                                                         \
         _Pragma("GCC unroll 16") for (int t = 0; t < TB; t++)                                    \
             _Pragma("GCC unroll 16") for (int o = 0; o < OB; o++)                                \
@@ -74,30 +88,48 @@ static int wr_tb(int64_t og)
         }                                                                                         \
     }
 
-#define DEFINE_WROW_PAIR(OB, TB) DEFINE_WROW(OB, TB) DEFINE_WROW(OB, 1)
-DEFINE_WROW_PAIR(1, 12)
-DEFINE_WROW_PAIR(2, 8)
-DEFINE_WROW_PAIR(3, 7)
-DEFINE_WROW_PAIR(4, 6)
-DEFINE_WROW_PAIR(5, 4)
-DEFINE_WROW_PAIR(6, 4)
-DEFINE_WROW_PAIR(7, 3)
-DEFINE_WROW_PAIR(8, 2)
+/* blocks of wr_tb(og) rows, one fewer, and one (see wr_split) */
+#define DEFINE_WROW_SET(OB, TB, TB1) DEFINE_WROW(OB, TB) DEFINE_WROW(OB, TB1) DEFINE_WROW(OB, 1)
+DEFINE_WROW_SET(1, 12, 11)
+DEFINE_WROW_SET(2, 8, 7)
+DEFINE_WROW_SET(3, 7, 6)
+DEFINE_WROW_SET(4, 6, 5)
+DEFINE_WROW_SET(5, 4, 3)
+DEFINE_WROW_SET(6, 4, 3)
+DEFINE_WROW_SET(7, 3, 2)
+DEFINE_WROW(8, 2)
+DEFINE_WROW(8, 1)
 
-typedef void (*wrow_fn)(const float *, const int64_t *, int64_t, int64_t, const float *, int64_t,
-                        int64_t, __mmask16, float *);
+typedef void (*wrow_fn)(const float *, const int64_t *, int64_t, const float *, int64_t, int64_t,
+                        int64_t, int64_t, __mmask16, float *);
 
-/* [og][0]: the TB-row block, [og][1]: one row */
-static const wrow_fn wrow_fns[WR_MAX_OG + 1][2] = {
-    {NULL, NULL},
-    {wrow_1x12, wrow_1x1},
-    {wrow_2x8, wrow_2x1},
-    {wrow_3x7, wrow_3x1},
-    {wrow_4x6, wrow_4x1},
-    {wrow_5x4, wrow_5x1},
-    {wrow_6x4, wrow_6x1},
-    {wrow_7x3, wrow_7x1},
-    {wrow_8x2, wrow_8x1}};
+/* [og][0]: the wr_tb(og)-row block, [og][1]: one row fewer, [og][2]: one row */
+static const wrow_fn wrow_fns[WR_MAX_OG + 1][3] = {
+    {NULL, NULL, NULL},
+    {wrow_1x12, wrow_1x11, wrow_1x1},
+    {wrow_2x8, wrow_2x7, wrow_2x1},
+    {wrow_3x7, wrow_3x6, wrow_3x1},
+    {wrow_4x6, wrow_4x5, wrow_4x1},
+    {wrow_5x4, wrow_5x3, wrow_5x1},
+    {wrow_6x4, wrow_6x3, wrow_6x1},
+    {wrow_7x3, wrow_7x2, wrow_7x1},
+    {wrow_8x2, wrow_8x1, wrow_8x1}};
+
+/* R rows as nbig blocks of tb rows and nsmall of tb - 1 when that covers
+ * them exactly (25 = 4*4 + 3*3), else as many of tb as fit and single rows
+ * (which run at a fraction of the speed: too few accumulators to hide the
+ * FMA latency, a gy load per FMA). */
+static void wr_split(int64_t R, int64_t tb, int64_t *nbig, int64_t *nsmall)
+{
+    const int64_t b = (tb - R % tb) % tb;
+    if (tb > 2 && b * (tb - 1) <= R) {
+        *nsmall = b;
+        *nbig = (R - b * (tb - 1)) / tb;
+    } else {
+        *nsmall = 0;
+        *nbig = R / tb;
+    }
+}
 
 typedef struct {
     const conv_geom *g;
@@ -127,51 +159,43 @@ static void wr_slot_task(void *ctx, int64_t begin, int64_t end)
     const conv_geom *g = j->g;
     const int64_t G = g->G, cin_g = g->C / G, og = g->O / G, P = g->OH * g->OW;
     const int64_t plane = j->Hp * j->Wp, HW = g->H * g->W, OW = g->OW;
-    const int64_t nseg = (OW + 15) / 16;
-    const __mmask16 tail = (__mmask16)(OW % 16 ? (1u << (OW % 16)) - 1 : 0xFFFF);
-    const int tb = wr_tb(og);
-    const wrow_fn blk = wrow_fns[og][0], one = wrow_fns[og][1];
+    const int64_t nfull = OW / 16;
+    const __mmask16 tail = (__mmask16)((1u << (OW % 16)) - 1);
+    const int64_t tb = wr_tb(og);
+    int64_t nbig, nsmall;
+    wr_split(j->R, tb, &nbig, &nsmall);
     const size_t xs_bytes = (size_t)(cin_g * plane) * sizeof(float);
-    const size_t gr_bytes = (size_t)(g->OH * nseg * og * 16) * sizeof(float);
-    float *xs = fern_alloc(FERN_CPU, xs_bytes), *gr = fern_alloc(FERN_CPU, gr_bytes);
-    if (!xs || !gr) {
+    float *xs = fern_alloc(FERN_CPU, xs_bytes);
+    if (!xs) {
         atomic_store(j->failed, 1);
-        fern_free(FERN_CPU, xs, xs_bytes);
-        fern_free(FERN_CPU, gr, gr_bytes);
         return;
     }
+    memset(xs, 0, xs_bytes); /* the padding stays zero: samples rewrite the interior */
     for (int64_t t = begin; t < end; t++) {
         const int64_t s0 = t * g->N / j->nslots, s1 = (t + 1) * g->N / j->nslots;
         for (int64_t n = s0; n < s1; n++)
             for (int64_t grp = 0; grp < G; grp++) {
-                /* the group's input planes, zero padded */
-                memset(xs, 0, xs_bytes);
                 for (int64_t ci = 0; ci < cin_g; ci++) {
                     const float *src = j->x + (n * g->C + grp * cin_g + ci) * HW;
                     float *dst = xs + ci * plane + g->pt * j->Wp + g->pl;
                     for (int64_t ih = 0; ih < g->H; ih++)
                         wr_copy_row(dst + ih * j->Wp, src + ih * g->W, g->W);
                 }
-                /* gy[o][oh][ow] -> gr[oh][ow / 16][o][ow % 16], zeros past OW */
                 const float *gyn = j->gy + (n * g->O + grp * og) * P;
-                float *d = gr;
-                for (int64_t oh = 0; oh < g->OH; oh++)
-                    for (int64_t seg = 0; seg < nseg; seg++) {
-                        const __mmask16 m = seg == nseg - 1 ? tail : (__mmask16)0xFFFF;
-                        const float *src = gyn + oh * OW + seg * 16;
-                        for (int64_t o = 0; o < og; o++, d += 16)
-                            _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(m, src + o * P));
-                    }
                 float *part = j->part + ((t * G + grp) * j->R) * og * 16;
                 int64_t r = 0;
-                for (; r + tb <= j->R; r += tb)
-                    blk(xs, j->toff + r, j->Wp, g->sh, gr, g->OH, nseg, tail, part + r * og * 16);
+                for (int64_t b = 0; b < nbig; b++, r += tb)
+                    wrow_fns[og][0](xs, j->toff + r, g->sh * j->Wp, gyn, P, OW, g->OH, nfull,
+                                    tail, part + r * og * 16);
+                for (int64_t b = 0; b < nsmall; b++, r += tb - 1)
+                    wrow_fns[og][1](xs, j->toff + r, g->sh * j->Wp, gyn, P, OW, g->OH, nfull,
+                                    tail, part + r * og * 16);
                 for (; r < j->R; r++)
-                    one(xs, j->toff + r, j->Wp, g->sh, gr, g->OH, nseg, tail, part + r * og * 16);
+                    wrow_fns[og][2](xs, j->toff + r, g->sh * j->Wp, gyn, P, OW, g->OH, nfull,
+                                    tail, part + r * og * 16);
             }
     }
     fern_free(FERN_CPU, xs, xs_bytes);
-    fern_free(FERN_CPU, gr, gr_bytes);
 }
 
 #define WR_PART_BYTES ((size_t)64 << 20) /* partial sums, all slots */

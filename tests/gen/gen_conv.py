@@ -348,6 +348,22 @@ ct("ct_fwd_depthwise", R((2, 4, 9, 16)), R((4, 1, 3, 3)), None, groups=4, pads=(
 ct("ct_fwd_groups_s2", R((2, 4, 5, 5)), R((4, 3, 3, 3)), R((6,)), groups=2, stride=(2, 2), pads=(1, 1, 1, 1),
    output_padding=(1, 1))
 ct("ct_gemm_pad_past_kernel", R((2, 3, 6, 6)), R((3, 2, 2, 2)), None, pads=(2, 2, 2, 2))
+# stride 1 on small inputs as a gemm and shifted sums (conv_transpose_cols.c):
+# LeNet's conv2 input gradient with an odd batch (a last chunk of one
+# sample), batch 1 and unbatched, kernel widths 3 (unrolled), 4 and 7 (any
+# width), taps not a multiple of the register block, pads, groups, 1 and 8
+# output channels, rows wider than a vector, pads past the kernel's reach,
+# f64 (the forward-conv path)
+ct("ct_cols_lenet_b5", R((5, 16, 10, 10)), R((16, 6, 5, 5)), R((6,)))
+ct("ct_cols_lenet_b1", R((1, 16, 10, 10)), R((16, 6, 5, 5)), None)
+ct("ct_cols_unbatched", R((16, 10, 10)), R((16, 6, 5, 5)), R((6,)))
+ct("ct_cols_k43", R((3, 7, 5, 6)), R((7, 5, 4, 3)), R((5,)))
+ct("ct_cols_k37_pads", R((2, 8, 6, 7)), R((8, 4, 3, 7)), R((4,)), pads=(1, 2, 0, 3))
+ct("ct_cols_groups", R((3, 12, 5, 6)), R((12, 2, 5, 5)), R((6,)), groups=3, pads=(2, 1, 2, 1))
+ct("ct_cols_og1", R((2, 16, 8, 8)), R((16, 1, 5, 5)), R((1,)))
+ct("ct_cols_og8_wide", R((2, 8, 9, 20)), R((8, 8, 5, 5)), R((8,)))
+ct("ct_cols_pads_past_kernel", R((2, 16, 6, 6)), R((16, 3, 3, 3)), R((3,)), pads=(3, 0, 1, 4))
+ct("ct_cols_lenet_f64", R((3, 16, 10, 10), np.float64), R((16, 6, 5, 5), np.float64), R((6,), np.float64))
 ct("ct_gemm_s2_dil2", R((2, 3, 4, 4)), R((3, 2, 3, 3)), R((2,)), stride=(2, 2), dilation=(2, 2), pads=(1, 1, 1, 1))
 cs.error("ct_err_channels", "conv_transpose2d", [xt, R((3, 3, 3, 3)), None], "channel mismatch")
 cs.error("ct_err_groups", "conv_transpose2d", [xt, wt, None], "must divide the input channels", {"groups": 3})
@@ -433,6 +449,23 @@ wg("wg_rows_og2_dil", R((3, 2, 12, 20)), R((3, 2, 8, 16)), (3, 3), dilation=(2, 
 wg("wg_rows_groups_n1", R((1, 4, 6, 14)), R((1, 6, 6, 14)), (3, 3), pads=(1, 1, 1, 1), groups=2)
 wg("wg_rows_gy_long", R((2, 2, 5, 12)), R((2, 3, 6, 14)), (2, 3), pads=(0, 1, 0, 0))
 wg("wg_rows_dead_taps", R((2, 2, 1, 16)), R((2, 4, 1, 16)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_rows_og3_wide", R((2, 2, 6, 40)), R((2, 3, 6, 40)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_rows_og6_r27", R((3, 3, 7, 30)), R((3, 6, 7, 30)), (3, 3), pads=(1, 1, 1, 1))
+# the per-sample kernel (AVX-512 builds, f32, 9-16 output channels per
+# group, kernel width 3 or 5, unit stride and dilation along W, at least a
+# sample per thread): LeNet's conv2 with an odd batch, 12 and 9 channels
+# (lanes past og), padding, row stride and dilation, groups, gy wider than
+# the conv's output, a single position (no pair of columns), blocks of
+# (ci, kh) rows split unevenly; f64 takes the channel-vectorized kernel
+wg("wg_sample_lenet2", R((5, 6, 14, 14)), R((5, 16, 10, 10)), (5, 5))
+wg("wg_sample_og12_pad", R((3, 5, 9, 11)), R((3, 12, 9, 11)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_sample_og9_sh2", R((2, 7, 11, 9)), R((2, 9, 6, 9)), (3, 3), stride=(2, 1), pads=(1, 1, 1, 1))
+wg("wg_sample_groups", R((2, 4, 8, 7)), R((2, 24, 8, 7)), (5, 5), pads=(2, 2, 2, 2), groups=2)
+wg("wg_sample_dil_h", R((2, 3, 12, 10)), R((2, 16, 8, 8)), (3, 3), dilation=(2, 1))
+wg("wg_sample_gy_long", R((2, 3, 6, 6)), R((2, 10, 5, 7)), (3, 3))
+wg("wg_sample_one_pos", R((3, 6, 5, 5)), R((3, 16, 1, 1)), (5, 5))
+wg("wg_sample_dead_taps", R((2, 3, 1, 2)), R((2, 16, 1, 2)), (3, 3), pads=(1, 1, 1, 1))
+wg("wg_lenet2_f64", R((3, 6, 14, 14), np.float64), R((3, 16, 10, 10), np.float64), (5, 5))
 wg("wg_gy_short", R((2, 3, 7, 7)), R((2, 4, 2, 3)), (3, 3), stride=(2, 2), pads=(1, 1, 0, 0))
 wg("wg_gy_long", R((1, 2, 5, 4)), R((1, 3, 5, 6)), (2, 3), stride=(1, 1), pads=(0, 1, 0, 0))
 wg("wg_sym_pads", R((2, 3, 6, 5)), R((2, 2, 6, 5)), (3, 3), pads=(1, 1))
