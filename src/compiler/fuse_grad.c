@@ -17,6 +17,14 @@
  *     is the forward's again, which CSE then merges with it. The sum's
  *     order of additions changes (not bit for bit the unfused graph).
  *
+ *   max_pool2d(relu(z)) -> relu(max_pool2d(z)), and
+ *   max_pool2d_backward(relu(z), g; relu=1) -> max_pool2d_backward(z, g; relu=1)
+ *     when those are all the uses of relu(z): relu is monotone, so it commutes
+ *     with the maximum (NaN included; a window of -1 and -0 may give -0 for
+ *     +0), and where the maximum is > 0 the argmax over z is the argmax over
+ *     relu(z), while a window with maximum <= 0 is masked either way. relu
+ *     then runs on the pooled tensor (a quarter of the data for 2x2).
+ *
  * Runs in the main pipeline before CSE and DCE, which remove what the
  * rewrites leave unused. */
 #include <stdlib.h>
@@ -98,6 +106,69 @@ static int pooled_sum(fern_graph *g, int i)
     return fern__pu_set_op(g, i, sum_op, sum_at, 1, &masked) == 0;
 }
 
+/* The pooling attributes (kernel, stride, padding, ceil_mode) of two nodes
+ * are the same. */
+static int same_pooling(const ir_node *a, const ir_node *b)
+{
+    for (int k = 0; k < 4; k++) {
+        const fern_attr *x = &a->attrs[k], *y = &b->attrs[k];
+        if (x->kind != y->kind || x->n != y->n || x->i != y->i ||
+            memcmp(x->ints, y->ints, (size_t)x->n * sizeof *x->ints))
+            return 0;
+    }
+    return 1;
+}
+
+/* max_pool2d(relu(z)) at node i, with every use of relu(z) a max_pool2d of
+ * the same pooling or a max_pool2d_backward(relu(z), g; relu=1) */
+static int pool_before_relu(fern_graph *g, int i)
+{
+    const ir_node *n = &g->nodes[i];
+    const int y = n->in[0];
+    const ir_node *r = fern__pu_producer(g, y);
+    if (!fern__pu_is_op(r, "relu") || r->n_in != 1 || n->op->n_attrs != 4)
+        return 0;
+    const int z = r->in[0];
+    const fern_dtype dt = g->values[y].dtype;
+    if ((dt != FERN_F32 && dt != FERN_F64) || !fern__pu_same_type(g, y, z))
+        return 0;
+    for (int k = 0; k < g->n_outputs; k++)
+        if (g->outputs[k] == y)
+            return 0;
+    for (int j = 0; j < g->n_nodes; j++) {
+        const ir_node *u = &g->nodes[j];
+        for (int k = 0; k < u->n_in; k++) {
+            if (u->in[k] != y)
+                continue;
+            int ok = (fern__pu_is_op(u, "max_pool2d") && u->n_in == 1 && same_pooling(u, n)) ||
+                     (is_pool_bwd(u, 1) && k == 0 && u->in[1] != y && same_pooling(u, n));
+            if (!ok)
+                return 0;
+        }
+    }
+    const fern_op_def *relu = r->op, *pool = n->op;
+    fern_attr at[4];
+    memcpy(at, n->attrs, sizeof at);
+    int had = fern__pu_err_begin(), m;
+    if (fern__ir_add_op_bound(g, pool, at, 1, &z, 1, &m)) { /* n, r invalid from here */
+        fern__pu_err_end(had);
+        return 0;
+    }
+    int changes = 0;
+    for (int j = 0; j < g->n_nodes; j++) {
+        ir_node *u = &g->nodes[j];
+        if (u->n_in < 1 || u->in[0] != y)
+            continue;
+        if (fern__pu_is_op(u, "max_pool2d")) {
+            changes += fern__pu_set_op(g, j, relu, NULL, 1, &m) == 0;
+        } else {
+            u->in[0] = z; /* the backward's argmax from z (same type) */
+            changes++;
+        }
+    }
+    return changes > 0;
+}
+
 int fern__pass_fuse_grad(fern_graph *g)
 {
     int changes = 0;
@@ -110,6 +181,8 @@ int fern__pass_fuse_grad(fern_graph *g)
             changes += fold_relu(g, i);
         else if (fern__pu_is_op(n, "sum") && n->n_in == 1 && n->op->n_attrs >= 1)
             changes += pooled_sum(g, i);
+        else if (fern__pu_is_op(n, "max_pool2d") && n->n_in == 1)
+            changes += pool_before_relu(g, i);
     }
     if (g->n_nodes != n0 && fern__pu_toposort(g)) /* new nodes were appended */
         return -1;

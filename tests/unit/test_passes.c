@@ -522,6 +522,48 @@ static void test_fuse_grad(void **state)
                "}\n");
 }
 
+/* max pooling moves before relu when the pooling and its masked gradient
+ * are relu's only uses */
+static void test_fuse_grad_pool_first(void **state)
+{
+    (void)state;
+    check_pass_ex("graph @main(%z: f32[2,3,6,6], %g: f32[2,3,3,3]) -> (f32[2,3,3,3], f32[2,3,6,6]) {\n"
+                  "  %y = relu(%z)\n"
+                  "  %p = max_pool2d(%y) {kernel=[2,2]}\n"
+                  "  %d = max_pool2d_backward(%y, %g) {kernel=[2,2], relu=1}\n"
+                  "  return %p, %d\n"
+                  "}\n",
+                  fern__pass_fuse_grad, 1,
+                  "graph @main(%0: f32[2,3,6,6], %1: f32[2,3,3,3]) -> (f32[2,3,3,3], f32[2,3,6,6]) {\n"
+                  "  %2 = relu(%0)\n"
+                  "  %3 = max_pool2d(%0) {kernel=[2,2]}\n"
+                  "  %4 = relu(%3)\n"
+                  "  %5 = max_pool2d_backward(%0, %1) {kernel=[2,2], relu=1}\n"
+                  "  return %4, %5\n"
+                  "}\n",
+                  -2.0, 2.0, 0.0, NULL);
+    /* not when relu's output has another use, or the pooling differs */
+    check_pass("graph @main(%z: f32[2,3,6,6], %g: f32[2,3,3,3]) -> (f32[2,3,3,3], f32[2,3,6,6], f32[2,3,2,2]) {\n"
+               "  %y = relu(%z)\n"
+               "  %p = max_pool2d(%y) {kernel=[2,2]}\n"
+               "  %e = exp(%y)\n"
+               "  %w = relu(%z)\n"
+               "  %q = max_pool2d(%w) {kernel=[2,2]}\n"
+               "  %r = max_pool2d(%w) {kernel=[3,3]}\n"
+               "  return %p, %e, %r\n"
+               "}\n",
+               fern__pass_fuse_grad, 0,
+               "graph @main(%0: f32[2,3,6,6], %1: f32[2,3,3,3]) -> (f32[2,3,3,3], f32[2,3,6,6], f32[2,3,2,2]) {\n"
+               "  %2 = relu(%0)\n"
+               "  %3 = max_pool2d(%2) {kernel=[2,2]}\n"
+               "  %4 = exp(%2)\n"
+               "  %5 = relu(%0)\n"
+               "  %6 = max_pool2d(%5) {kernel=[2,2]}\n"
+               "  %7 = max_pool2d(%5) {kernel=[3,3]}\n"
+               "  return %3, %4, %7\n"
+               "}\n");
+}
+
 static void test_cse(void **state)
 {
     (void)state;
@@ -1142,6 +1184,7 @@ int main(void)
         cmocka_unit_test(test_simplify_unary),
         cmocka_unit_test(test_simplify_shapes),
         cmocka_unit_test(test_fuse_grad),
+        cmocka_unit_test(test_fuse_grad_pool_first),
         cmocka_unit_test(test_cse),
         cmocka_unit_test(test_cse_structured),
         cmocka_unit_test(test_inline),
