@@ -104,7 +104,7 @@ static void one_model(const char *name, int mode, int quick)
     fern_scope_begin();
     fern_cell *net;
     fern_tensor *x, *y;
-    int warm = 3, iters = quick ? 5 : 30;
+    int warm = 10, iters = quick ? 5 : 100;
     if (!strcmp(name, "lenet")) {
         net = fern_model_lenet5(1, 10);
         x = fern_rand_normal(FERN_F32, 4, (int64_t[]){64, 1, 28, 28}, 0, 1);

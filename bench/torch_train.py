@@ -86,9 +86,9 @@ def bench(name, net, x, y, warm, iters):
     print("train %s torch %.3f" % (name, ts[len(ts) // 2] * 1e3), flush=True)
 
 
-bench("lenet", LeNet5(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)), 3, 5 if quick else 30)
+bench("lenet", LeNet5(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)), 10, 5 if quick else 100)
 mlp = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
-bench("mlp", mlp, torch.randn(64, 784), torch.randint(0, 10, (64,)), 3, 5 if quick else 30)
+bench("mlp", mlp, torch.randn(64, 784), torch.randint(0, 10, (64,)), 10, 5 if quick else 100)
 bench("resnet18", ResNet18(), torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)), 2, 3 if quick else 8)
 
 
