@@ -167,29 +167,42 @@ static void adaptive_task(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+/* torch's window bounds of every output row and column, in one buffer */
+static int ad_index_new(const pool_geom *g, ad_index *ix)
+{
+    int64_t *buf = fern_alloc(FERN_CPU, (size_t)(2 * (g->OH + g->OW)) * sizeof(int64_t));
+    if (!buf)
+        return -1;
+    *ix = (ad_index){buf, buf + g->OH, buf + 2 * g->OH, buf + 2 * g->OH + g->OW};
+    for (int64_t o = 0; o < g->OH; o++) {
+        ix->hs[o] = ad_start(o, g->OH, g->H);
+        ix->he[o] = ad_end(o, g->OH, g->H);
+    }
+    for (int64_t o = 0; o < g->OW; o++) {
+        ix->ws[o] = ad_start(o, g->OW, g->W);
+        ix->we[o] = ad_end(o, g->OW, g->W);
+    }
+    return 0;
+}
+
+static void ad_index_free(const pool_geom *g, ad_index *ix)
+{
+    fern_free(FERN_CPU, ix->hs, (size_t)(2 * (g->OH + g->OW)) * sizeof(int64_t));
+}
+
 int fern__adaptive_kernel(fern_op_call *c)
 {
     pool_geom g;
     if (fern__adaptive_setup(c, &g))
         return -1;
-    size_t bytes = (size_t)(2 * (g.OH + g.OW)) * sizeof(int64_t);
-    int64_t *buf = fern_alloc(FERN_CPU, bytes);
-    if (!buf)
+    ad_index ix;
+    if (ad_index_new(&g, &ix))
         return -1;
-    ad_index ix = {buf, buf + g.OH, buf + 2 * g.OH, buf + 2 * g.OH + g.OW};
-    for (int64_t o = 0; o < g.OH; o++) {
-        ix.hs[o] = ad_start(o, g.OH, g.H);
-        ix.he[o] = ad_end(o, g.OH, g.H);
-    }
-    for (int64_t o = 0; o < g.OW; o++) {
-        ix.ws[o] = ad_start(o, g.OW, g.W);
-        ix.we[o] = ad_end(o, g.OW, g.W);
-    }
     adaptive_job j = {&g, &ix, c->in[0]->dtype, fern_tensor_data(c->in[0]),
                       fern_tensor_data(c->out[0])};
     /* every input element is read about once per output plane */
     fern_parallel_for(g.NC, pool_grain(g.H * g.W + g.OH * g.OW), adaptive_task, &j);
-    fern_free(FERN_CPU, buf, bytes);
+    ad_index_free(&g, &ix);
     return 0;
 }
 
@@ -323,23 +336,13 @@ int fern__adaptive_bwd_kernel(fern_op_call *c)
     pool_geom g;
     if (fern__adaptive_bwd_setup(c, &g))
         return -1;
-    size_t bytes = (size_t)(2 * (g.OH + g.OW)) * sizeof(int64_t);
-    int64_t *buf = fern_alloc(FERN_CPU, bytes);
-    if (!buf)
+    ad_index ix;
+    if (ad_index_new(&g, &ix))
         return -1;
-    ad_index ix = {buf, buf + g.OH, buf + 2 * g.OH, buf + 2 * g.OH + g.OW};
-    for (int64_t o = 0; o < g.OH; o++) {
-        ix.hs[o] = ad_start(o, g.OH, g.H);
-        ix.he[o] = ad_end(o, g.OH, g.H);
-    }
-    for (int64_t o = 0; o < g.OW; o++) {
-        ix.ws[o] = ad_start(o, g.OW, g.W);
-        ix.we[o] = ad_end(o, g.OW, g.W);
-    }
     /* j.x: the output gradient, j.y: the input gradient */
     adaptive_job j = {&g, &ix, c->in[0]->dtype, fern_tensor_data(c->in[0]),
                       fern_tensor_data(c->out[0])};
     fern_parallel_for(g.NC, pool_grain(g.H * g.W + g.OH * g.OW), adaptive_bwd_task, &j);
-    fern_free(FERN_CPU, buf, bytes);
+    ad_index_free(&g, &ix);
     return 0;
 }
