@@ -65,6 +65,14 @@ static int conv_kernel_common(fern_op_call *c, int kind)
     if (fern__conv_setup(c, kind, &g))
         return -1;
     const conv_wview w = conv_wview_plain(&g, fern_tensor_data(c->in[1]));
+#if FERN_HAVE_DNNL
+    /* oneDNN where it is faster (conv_onednn.c); fern's kernels when it fails */
+    if (kind == CONV2D && fern__conv_onednn_suits(&g, c->in[0]->dtype) &&
+        fern__conv_onednn(&g, fern_tensor_data(c->in[0]), w.base,
+                          c->in[2] ? fern_tensor_data(c->in[2]) : NULL,
+                          fern_tensor_data(c->out[0])) == 0)
+        return 0;
+#endif
     return fern__conv_forward(&g, c->in[0]->dtype, fern_tensor_data(c->in[0]), &w,
                               c->in[2] ? fern_tensor_data(c->in[2]) : NULL,
                               fern_tensor_data(c->out[0]));

@@ -11,6 +11,9 @@
  *                       along W) and channel-vectorized (AVX-512 builds)
  *   conv_fwd_rows.c     direct forward kernel for few output channels per
  *                       group (AVX-512 builds; LeNet's conv1)
+ *   conv_onednn.c       f32 conv2d forward through oneDNN's convolution
+ *                       primitive, for the shapes where it is faster
+ *                       (builds with oneDNN; ResNet's deeper layers)
  *   conv_transpose.c    conv_transpose2d (and conv2d's input gradient): one
  *                       stride-1 forward conv per output phase, or gemm +
  *                       col2im
@@ -257,6 +260,15 @@ typedef struct {
 void fern__conv_im2col_rows(const fwd_job *j, char *col, int64_t r0, int64_t r1);
 /* parallel_for task over the rows of j->col */
 void fern__conv_im2col_task(void *ctx, int64_t begin, int64_t end);
+
+#if FERN_HAVE_DNNL
+/* (conv_onednn.c) Whether conv2d g should run through oneDNN, and the
+ * forward on the plain weight (O, C/G, KH, KW): 0, or 1 when oneDNN could
+ * not run it (the caller then runs fern's kernels). */
+int fern__conv_onednn_suits(const conv_geom *g, fern_dtype dt);
+int fern__conv_onednn(const conv_geom *g, const float *x, const float *w, const float *bias,
+                      float *y);
+#endif
 
 /* ---- transposed conv (conv_transpose.c) --------------------------------- */
 

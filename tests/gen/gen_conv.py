@@ -160,6 +160,17 @@ c2("c2_n1_groups", R((1, 6, 9, 9)), R((4, 3, 3, 3)), R((4,)), groups=2, pads=(1,
 c2("c2_1x1_spatial", R((5, 16, 1, 1)), R((8, 16, 3, 3)), R((8,)), pads=(1, 1, 1, 1))   # ResNet layer4-like
 c2("c2_same_even", R((2, 3, 6, 7)), R((4, 3, 4, 4)), R((4,)), pads=(1, 1, 2, 2))
 c2("c2_same_even_dil", R((2, 3, 8, 8)), R((2, 3, 2, 4)), R((2,)), pads=(1, 3, 1, 3), dilation=(2, 2))
+# Shapes oneDNN builds route to its convolution (conv_onednn.c: >= 128 input
+# and output channels, <= 2304 inputs per output, groups 1): the batch split
+# per thread uneven or a single sample, strides, asymmetric pads, dilation,
+# output channels not a multiple of 16, rectangular kernels, 1x1 downsample.
+# Sums of 1152-2304 f32 products: atol 1e-4 (f32 rounding, either kernel).
+c2("c2_dnnl_odd_batch", R((3, 128, 5, 5)), R((128, 128, 3, 3)), R((128,)), pads=(1, 1, 1, 1), tol=(1e-4, 1e-4))
+c2("c2_dnnl_n1_asym_stride", R((1, 128, 6, 7)), R((128, 128, 3, 3)), None, stride=(2, 2), pads=(1, 0, 2, 1), tol=(1e-4, 1e-4))
+c2("c2_dnnl_dil_o136", R((5, 128, 6, 6)), R((136, 128, 3, 3)), R((136,)), pads=(2, 2, 2, 2), dilation=(2, 2), tol=(1e-4, 1e-4))
+c2("c2_dnnl_rect_stride21", R((2, 128, 5, 6)), R((130, 128, 2, 3)), R((130,)), stride=(2, 1), pads=(0, 1, 1, 1), tol=(1e-4, 1e-4))
+c2("c2_dnnl_1x1_s2", R((3, 160, 6, 6)), R((128, 160, 1, 1)), None, stride=(2, 2), tol=(1e-4, 1e-4))
+c2("c2_dnnl_256_3x3", R((3, 256, 3, 3)), R((128, 256, 3, 3)), R((128,)), pads=(1, 1, 1, 1), tol=(1e-4, 1e-4))
 cs.case("c2_one_value_attrs", "conv2d", [x, w, b], [conv2d_ref(x, w, b, (2, 2), (1, 1, 1, 1))],
         {"stride": [2], "pads": [1], "dilation": [1]}, tol=TOL32)
 xs = R((2, 3, 7, 8))
