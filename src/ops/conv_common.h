@@ -202,6 +202,10 @@ static inline int conv_wview_is_plain(const conv_geom *g, const conv_wview *v)
            (g->G == 1 || v->sg == p.sg);
 }
 
+/* (conv_geom.c) Planes [begin, end) of x counted from plane `first` (of H x W elements
+ * of es bytes), each zero-padded by (pt, pl) into xp's Hp x Wp planes t. */
+void fern__conv_pad_planes(const conv_geom *g, const char *x, int64_t first, char *xp, int64_t Hp,
+                           int64_t Wp, size_t es, int64_t begin, int64_t end);
 /* (conv_geom.c) The weights as (G, C/G, nk, opad): for each group, input
  * channel and tap (taps[k], or every tap when taps is NULL; nk of them) the
  * og output channels contiguous, zero padded to opad. */

@@ -361,3 +361,17 @@ void fern__conv_compact_weights(const conv_geom *g, fern_dtype dt, const conv_wv
     lay_job j = {.g = g, .w = w, .es = fern_dtype_size(dt), .taps = taps, .nk = nk, .out = out};
     fern_parallel_for(g->O, grain_for(g->C / g->G * nk), compact_task, &j);
 }
+
+void fern__conv_pad_planes(const conv_geom *g, const char *x, int64_t first, char *xp, int64_t Hp,
+                           int64_t Wp, size_t es, int64_t begin, int64_t end)
+{
+    const int64_t plane = Hp * Wp, HW = g->H * g->W;
+    for (int64_t t = begin; t < end; t++) {
+        char *dst = xp + (size_t)(t * plane) * es;
+        const char *src = x + (size_t)((first + t) * HW) * es;
+        memset(dst, 0, (size_t)plane * es);
+        for (int64_t ih = 0; ih < g->H; ih++)
+            memcpy(dst + (size_t)((ih + g->pt) * Wp + g->pl) * es, src + (size_t)(ih * g->W) * es,
+                   (size_t)g->W * es);
+    }
+}

@@ -29,18 +29,16 @@
  * FERN_ONEDNN_CONV=0 turns this path off, =1 sends every f32 conv2d here
  * (tests and benchmarks of both paths); unset, the shape rule decides. */
 #include "conv_common.h"
+#include "../backend/cpu/gemm.h"
 
 #if FERN_HAVE_DNNL
 
-#include <dlfcn.h>
 #include <dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
 
-/* ---- OpenMP thread count (see gemm.c) ------------------------------------ */
+/* ---- the engine and the per-thread caches' key -------------------------- */
 
-static void (*omp_set_threads)(int);
-static int (*omp_max_threads)(void);
 static dnnl_engine_t engine; /* created once, never destroyed */
 static int env_mode = -1;    /* FERN_ONEDNN_CONV: -1 rule, 0 off, 1 all */
 static pthread_key_t cache_key;
@@ -51,10 +49,6 @@ static void cache_destroy(void *p);
 
 static void init(void)
 {
-    omp_set_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    omp_max_threads = (int (*)(void))dlsym(RTLD_DEFAULT, "omp_get_max_threads");
-    if (!omp_set_threads || !omp_max_threads)
-        omp_set_threads = NULL;
     const char *e = getenv("FERN_ONEDNN_CONV");
     if (e && (e[0] == '0' || e[0] == '1'))
         env_mode = e[0] - '0';
@@ -63,21 +57,6 @@ static void init(void)
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success)
         return;
     ready = 1;
-}
-
-/* Set this thread's OpenMP thread count to 1; returns the value to restore. */
-static int omp_single(void)
-{
-    int prev = omp_set_threads ? omp_max_threads() : 1;
-    if (prev != 1)
-        omp_set_threads(1);
-    return prev;
-}
-
-static void omp_restore(int prev)
-{
-    if (prev != 1)
-        omp_set_threads(prev);
 }
 
 /* ---- per-thread primitive cache ------------------------------------------ */
@@ -372,11 +351,11 @@ done:
 static void part_task(void *ctx, int64_t begin, int64_t end)
 {
     job *j = ctx;
-    const int prev = omp_single();
+    const int prev = fern__omp_single_begin();
     for (int64_t p = begin; p < end; p++)
         if (!atomic_load(&j->failed) && run_part(j, p))
             atomic_store(&j->failed, 1);
-    omp_restore(prev);
+    fern__omp_single_end(prev);
 }
 
 int fern__conv_onednn_suits(const conv_geom *g, fern_dtype dt)
@@ -409,7 +388,7 @@ int fern__conv_onednn(const conv_geom *g, const float *x, const float *w, const 
         j.parts = g->N;
     if (j.parts < 1)
         j.parts = 1;
-    const int prev = omp_single();
+    const int prev = fern__omp_single_begin();
     int rc = 1;
     /* The largest part's primitive picks the weight layout that every part
      * reads; the weights are reordered to it once, here. */
@@ -434,7 +413,7 @@ int fern__conv_onednn(const conv_geom *g, const float *x, const float *w, const 
 done:
     if (e && e->rw && j.w && j.w != (void *)w)
         fern_free(FERN_CPU, j.w, e->w_bytes);
-    omp_restore(prev);
+    fern__omp_single_end(prev);
     return rc;
 }
 

@@ -78,16 +78,7 @@ static void wd_pad_task(void *ctx, int64_t begin, int64_t end)
 {
     const wd_job *j = ctx;
     const conv_geom *g = j->g;
-    const int64_t plane = j->Hp * j->Wp, HW = g->H * g->W;
-    const size_t es = j->es;
-    for (int64_t t = begin; t < end; t++) {
-        char *dst = j->xp + (size_t)(t * plane) * es;
-        const char *src = j->x + (size_t)((j->n0 * g->C + t) * HW) * es;
-        memset(dst, 0, (size_t)plane * es);
-        for (int64_t ih = 0; ih < g->H; ih++)
-            memcpy(dst + (size_t)((ih + g->pt) * j->Wp + g->pl) * es,
-                   src + (size_t)(ih * g->W) * es, (size_t)g->W * es);
-    }
+    fern__conv_pad_planes(g, j->x, j->n0 * g->C, j->xp, j->Hp, j->Wp, j->es, begin, end);
 }
 
 /* task t = (sample i, output row oh): the padded input offsets of its positions */

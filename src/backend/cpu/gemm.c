@@ -17,10 +17,11 @@
 #include <stdio.h>
 
 /* oneDNN's Debian build runs on OpenMP, which would start its own team of
- * spinning threads next to fern's pool: each call runs with the calling
- * thread's OpenMP thread count set to 1, restored afterwards (a program's
- * own OpenMP code keeps its setting). The two functions are looked up at
- * run time (libgomp comes in with libdnnl), so fern needs no OpenMP. */
+ * spinning threads next to fern's pool: every oneDNN call runs with the
+ * calling thread's OpenMP thread count set to 1, restored afterwards (a
+ * program's own OpenMP code keeps its setting). The two functions are
+ * looked up at run time (libgomp comes in with libdnnl), so fern needs no
+ * OpenMP. */
 static void (*omp_set_threads)(int);
 static int (*omp_max_threads)(void);
 static pthread_once_t omp_once = PTHREAD_ONCE_INIT;
@@ -33,17 +34,28 @@ static void omp_lookup(void)
         omp_set_threads = NULL;
 }
 
-static int sgemm_onednn(char ta, char tb, int64_t M, int64_t N, int64_t K, const float *A,
-                        int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                        int64_t ldc)
+int fern__omp_single_begin(void)
 {
     pthread_once(&omp_once, omp_lookup);
     int prev = omp_set_threads ? omp_max_threads() : 1;
     if (prev != 1)
         omp_set_threads(1);
-    dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    return prev;
+}
+
+void fern__omp_single_end(int prev)
+{
     if (prev != 1)
         omp_set_threads(prev);
+}
+
+static int sgemm_onednn(char ta, char tb, int64_t M, int64_t N, int64_t K, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                        int64_t ldc)
+{
+    int prev = fern__omp_single_begin();
+    dnnl_status_t st = dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    fern__omp_single_end(prev);
     return st == dnnl_success;
 }
 #endif

@@ -16,6 +16,14 @@
 void fern__gemm(fern_dtype dt, char ta, char tb, int64_t M, int64_t N, int64_t K, const void *A,
                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
 
+#if FERN_HAVE_DNNL
+/* Around every oneDNN call: this thread's OpenMP thread count set to 1
+ * (fern's pool owns the parallelism; see gemm.c), and restored with the
+ * value begin returned. */
+int fern__omp_single_begin(void);
+void fern__omp_single_end(int prev);
+#endif
+
 /* Make OpenBLAS single-threaded (once per process; cheap afterwards). Every
  * direct cblas caller in fern runs this first. */
 void fern__blas_init(void);
