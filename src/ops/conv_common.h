@@ -202,6 +202,11 @@ static inline int conv_wview_is_plain(const conv_geom *g, const conv_wview *v)
            (g->G == 1 || v->sg == p.sg);
 }
 
+/* (conv_geom.c) Samples per gemm in the large regime: enough for about
+ * CONV_TARGET_MNK multiply-adds (per: those of one sample) and CONV_MIN_N
+ * columns of P positions each, within CONV_BUF_CAP elements of a
+ * rows x (nb * P) buffer, at most N, at least 1. */
+int64_t fern__conv_batch_chunk(double per, int64_t P, int64_t rows, int64_t N);
 /* (conv_geom.c) Planes [begin, end) of x counted from plane `first` (of H x W elements
  * of es bytes), each zero-padded by (pt, pl) into xp's Hp x Wp planes t. */
 void fern__conv_pad_planes(const conv_geom *g, const char *x, int64_t first, char *xp, int64_t Hp,

@@ -375,3 +375,16 @@ void fern__conv_pad_planes(const conv_geom *g, const char *x, int64_t first, cha
                    (size_t)g->W * es);
     }
 }
+
+int64_t fern__conv_batch_chunk(double per, int64_t P, int64_t rows, int64_t N)
+{
+    if (per >= CONV_TARGET_MNK && P >= CONV_MIN_N)
+        return 1;
+    int64_t a = (int64_t)(CONV_TARGET_MNK / per) + 1, b = (CONV_MIN_N + P - 1) / P;
+    int64_t nb = a > b ? a : b, cap = CONV_BUF_CAP / (rows * P);
+    if (nb > cap)
+        nb = cap;
+    if (nb > N)
+        nb = N;
+    return nb < 1 ? 1 : nb;
+}

@@ -325,18 +325,7 @@ int fern__conv_forward(const conv_geom *g, fern_dtype dt, const void *x, const c
 
     /* Large regime: one gemm at a time (fern__gemm splits it over fern's
      * threads), im2col and scatter on fern's pool. */
-    int64_t nb = 1;
-    if (per < CONV_TARGET_MNK || P < CONV_MIN_N) {
-        int64_t a = (int64_t)(CONV_TARGET_MNK / per) + 1, b = (CONV_MIN_N + P - 1) / P;
-        nb = a > b ? a : b;
-        int64_t cap = CONV_BUF_CAP / (j.CKK * P > og * P ? j.CKK * P : og * P);
-        if (nb > cap)
-            nb = cap;
-        if (nb > N)
-            nb = N;
-        if (nb < 1)
-            nb = 1;
-    }
+    const int64_t nb = fern__conv_batch_chunk(per, P, j.CKK > og ? j.CKK : og, N);
     const int use_col = !(j.pointwise && nb == 1);
     size_t col_bytes = use_col ? (size_t)(j.CKK * nb * P) * es : 0;
     size_t tmp_bytes = nb > 1 ? (size_t)(og * nb * P) * es : 0;

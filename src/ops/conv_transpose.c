@@ -107,18 +107,7 @@ static int convt_col2im(const conv_geom *g, fern_dtype dt, const void *x_, const
         return 0;
 
     const double per = (double)R * (double)cin_g * (double)HW;
-    int64_t nb = 1;
-    if (per < CONV_TARGET_MNK || HW < CONV_MIN_N) {
-        int64_t a = (int64_t)(CONV_TARGET_MNK / per) + 1, b = (CONV_MIN_N + HW - 1) / HW;
-        nb = a > b ? a : b;
-        int64_t cap = CONV_BUF_CAP / (R * HW > cin_g * HW ? R * HW : cin_g * HW);
-        if (nb > cap)
-            nb = cap;
-        if (nb > N)
-            nb = N;
-        if (nb < 1)
-            nb = 1;
-    }
+    const int64_t nb = fern__conv_batch_chunk(per, HW, R > cin_g ? R : cin_g, N);
     size_t col_bytes = (size_t)(R * nb * HW) * es;
     size_t xb_bytes = nb > 1 ? (size_t)(cin_g * nb * HW) * es : 0;
     char *col = fern_alloc(FERN_CPU, col_bytes);

@@ -219,18 +219,7 @@ int fern__conv_wgrad(const conv_geom *g, fern_dtype dt, const void *x, const voi
         fern_free(FERN_CPU, j.partials, part_bytes);
     } else {
         /* large regime: gemms on the calling thread, chunks of nb samples */
-        int64_t nb = 1;
-        if (per < CONV_TARGET_MNK || P < CONV_MIN_N) {
-            int64_t a = (int64_t)(CONV_TARGET_MNK / per) + 1, b = (CONV_MIN_N + P - 1) / P;
-            nb = a > b ? a : b;
-            int64_t cap = CONV_BUF_CAP / ((j.f.CKK > og ? j.f.CKK : og) * P);
-            if (nb > cap)
-                nb = cap;
-            if (nb > N)
-                nb = N;
-            if (nb < 1)
-                nb = 1;
-        }
+        const int64_t nb = fern__conv_batch_chunk(per, P, j.f.CKK > og ? j.f.CKK : og, N);
         size_t col_bytes = j.f.pointwise && nb == 1 ? 0 : (size_t)(j.f.CKK * nb * P) * es;
         size_t gb_bytes = nb > 1 ? (size_t)(og * nb * P) * es : 0;
         char *col = col_bytes ? fern_alloc(FERN_CPU, col_bytes) : NULL;
