@@ -106,19 +106,6 @@ static int pooled_sum(fern_graph *g, int i)
     return fern__pu_set_op(g, i, sum_op, sum_at, 1, &masked) == 0;
 }
 
-/* The pooling attributes (kernel, stride, padding, ceil_mode) of two nodes
- * are the same. */
-static int same_pooling(const ir_node *a, const ir_node *b)
-{
-    for (int k = 0; k < 4; k++) {
-        const fern_attr *x = &a->attrs[k], *y = &b->attrs[k];
-        if (x->kind != y->kind || x->n != y->n || x->i != y->i ||
-            memcmp(x->ints, y->ints, (size_t)x->n * sizeof *x->ints))
-            return 0;
-    }
-    return 1;
-}
-
 /* max_pool2d(relu(z)) at node i, with every use of relu(z) a max_pool2d of
  * the same pooling or a max_pool2d_backward(relu(z), g; relu=1) */
 static int pool_before_relu(fern_graph *g, int i)
@@ -140,8 +127,11 @@ static int pool_before_relu(fern_graph *g, int i)
         for (int k = 0; k < u->n_in; k++) {
             if (u->in[k] != y)
                 continue;
-            int ok = (fern__pu_is_op(u, "max_pool2d") && u->n_in == 1 && same_pooling(u, n)) ||
-                     (is_pool_bwd(u, 1) && k == 0 && u->in[1] != y && same_pooling(u, n));
+            /* n's op (max_pool2d) compares the pooling attributes only */
+            int ok = (fern__pu_is_op(u, "max_pool2d") && u->n_in == 1 &&
+                      fern__pu_attrs_equal(n->op, u->attrs, n->attrs)) ||
+                     (is_pool_bwd(u, 1) && k == 0 && u->in[1] != y &&
+                      fern__pu_attrs_equal(n->op, u->attrs, n->attrs));
             if (!ok)
                 return 0;
         }

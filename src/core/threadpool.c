@@ -32,13 +32,18 @@ typedef struct {
 } chunk_share;
 
 typedef struct {
+    int id;              /* 1.. (the caller is 0) */
+    uint64_t generation; /* at creation */
+} worker_arg;
+
+typedef struct {
     pthread_mutex_t lock;     /* guards sleepers and the condvar wait */
     pthread_cond_t work_cv;   /* sleeping workers wait for a new generation */
     pthread_cond_t done_cv;   /* a sleeping caller waits for pending == 0 */
     int caller_sleeping;      /* (lock)                                */
     pthread_mutex_t use_lock; /* one parallel region at a time        */
     pthread_t *threads;
-    void *worker_args;        /* worker_arg per thread */
+    worker_arg *worker_args;  /* one per worker thread   */
     int n_workers;            /* threads besides the caller           */
     int configured;           /* requested total threads, 0 = unset   */
     int sleepers;             /* workers blocked on work_cv (lock)    */
@@ -48,7 +53,6 @@ typedef struct {
     void (*fn)(void *, int64_t, int64_t);
     void *ctx;
     int64_t n, chunk, n_chunks;
-    int n_shares;
     _Alignas(64) chunk_share shares[POOL_MAX_THREADS];
 } pool;
 
@@ -89,14 +93,15 @@ static int claim(chunk_share *s, int owner, int64_t *c)
     }
 }
 
+/* Thread `self` (0: the caller): its own share, then the others'. */
 static void run_chunks(int self)
 {
+    const int T = tp.n_workers + 1; /* shares: one per thread */
     int64_t c;
-    if (self < tp.n_shares)
-        while (claim(&tp.shares[self], 1, &c))
-            run_chunk(c);
-    for (int k = 1; k < tp.n_shares; k++) {
-        chunk_share *s = &tp.shares[(self + k) % tp.n_shares];
+    while (claim(&tp.shares[self], 1, &c))
+        run_chunk(c);
+    for (int k = 1; k < T; k++) {
+        chunk_share *s = &tp.shares[(self + k) % T];
         while (claim(s, 0, &c))
             run_chunk(c);
     }
@@ -121,11 +126,6 @@ static uint64_t wait_for_work(uint64_t seen)
     pthread_mutex_unlock(&tp.lock);
     return g;
 }
-
-typedef struct {
-    int id;              /* 1.. (the caller is 0) */
-    uint64_t generation; /* at creation */
-} worker_arg;
 
 static void *worker_main(void *arg)
 {
@@ -255,7 +255,6 @@ void fern_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int
     tp.n_chunks = (n + tp.chunk - 1) / tp.chunk;
     /* thread t owns chunks [t * n_chunks / T, (t + 1) * n_chunks / T) */
     const int T = tp.n_workers + 1;
-    tp.n_shares = T;
     for (int t = 0; t < T; t++) {
         uint64_t lo = (uint64_t)(t * tp.n_chunks / T), hi = (uint64_t)((t + 1) * tp.n_chunks / T);
         atomic_store_explicit(&tp.shares[t].range, hi << 32 | lo, memory_order_relaxed);

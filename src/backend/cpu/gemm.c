@@ -100,8 +100,9 @@ static void gemm_call(const gemm_job *j, int64_t M, int64_t N, const char *A, co
 #if FERN_HAVE_DNNL
     /* below about 24^3 multiply-adds OpenBLAS's lighter call wins (8x8x8:
      * 0.08 us against oneDNN's 0.23) */
-    if (j->dt == FERN_F32 && (double)M * (double)N * (double)j->K >= 16384.0 && sgemm_onednn(j->ta, j->tb, M, N, j->K, (const float *)A, j->lda,
-                                       (const float *)B, j->ldb, (float)j->beta, (float *)C, j->ldc))
+    if (j->dt == FERN_F32 && (double)M * (double)N * (double)j->K >= 16384.0 &&
+        sgemm_onednn(j->ta, j->tb, M, N, j->K, (const float *)A, j->lda, (const float *)B, j->ldb,
+                     (float)j->beta, (float *)C, j->ldc))
         return;
 #endif
     enum CBLAS_TRANSPOSE ta = j->ta == 'T' ? CblasTrans : CblasNoTrans;
